@@ -1,0 +1,64 @@
+# Distillery: `make run` to try it, `make test` to test it. Both set up .venv on their own.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: venv install run web worker migrate demo demo-model test test-fast integration browser-deps bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch first: `pip install torch==2.13.0` takes the local CPU wheel, so nothing pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo-model: install
+	$(PY) manage.py build_demo_model
+
+demo: migrate
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py load_demo
+
+# Web server and one Celery worker on the embedded defaults (SQLite, filesystem broker); Ctrl+C stops both.
+run: demo
+	@$(PY) manage.py collectstatic --noinput -v 0
+	@echo ""
+	@echo "  Distillery is running at http://$(HOST):$(PORT)/   (API docs: /api/docs/, admin: /admin/)"
+	@$(PY) manage.py ensure_admin --show
+	@echo ""
+	@trap 'kill 0' INT TERM EXIT; \
+	$(PY) -m celery -A config worker -Q default,generation,training,evaluation --pool=prefork --concurrency=1 --loglevel=INFO --without-gossip --without-mingle & \
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+test: install browser-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The integration part against PostgreSQL + Redis with a real worker (.ci/run starts the services).
+integration: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/distillery} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+# Debian's chromium for the browser tests (Playwright's own download does not work offline).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != "0" ] || \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) || \
+	  echo "chromium could not be installed: browser tests will be skipped"
+
+bench: install
+	$(PY) bench/import_export.py
+
+clean:
+	rm -rf var/test .pytest_cache

@@ -1,0 +1,329 @@
+"""Curation data: projects and their members, prompts with teacher completions, reviews and edits,
+import jobs, teachers and generation jobs, and immutable dataset versions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    """Shared by every background job (imports, generation, training, evaluation)."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def finished(cls) -> set[str]:
+        return {cls.SUCCEEDED, cls.FAILED, cls.CANCELLED}
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators beside every item.")
+    system_prompt = models.TextField(blank=True, help_text="Used when a prompt has no system turn of its own.")
+    candidates_per_prompt = models.PositiveSmallIntegerField(default=2)
+    reviews_required = models.PositiveSmallIntegerField(
+        default=1, help_text="How many annotators review each prompt (overlap)."
+    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        CURATOR = "curator", "Curator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Prompt(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_REVIEW = "in_review", "In review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    messages = models.JSONField(help_text="Chat turns: [{role, content}], without the answer to curate.")
+    text = models.TextField(blank=True, help_text="The last user turn, denormalised for search and display.")
+    external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    review_count = models.PositiveSmallIntegerField(default=0, help_text="Decisive (non-skip) reviews so far.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "content_hash"], name="unique_prompt_hash")]
+        indexes = [models.Index(fields=["project", "status", "id"], name="prompt_queue_idx")]
+
+    def __str__(self) -> str:
+        return self.text[:80] or f"prompt {self.pk}"
+
+
+class Completion(models.Model):
+    class FinishReason(models.TextChoices):
+        STOP = "stop", "Stop"
+        LENGTH = "length", "Length (truncated)"
+        UNKNOWN = "unknown", "Unknown"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64)
+    source = models.CharField(max_length=200, default="import", db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    finish_reason = models.CharField(max_length=10, choices=FinishReason.choices, default=FinishReason.UNKNOWN)
+    logprobs = models.JSONField(null=True, blank=True, help_text="Per-token logprobs from a local teacher.")
+    length = models.PositiveIntegerField(default=0, help_text="Characters, for filters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["prompt", "text_hash"], name="unique_completion_text")]
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == self.FinishReason.LENGTH
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Flag(models.Model):
+    """A quality signal on a prompt (or one of its completions): truncated, near-duplicate, refusal..."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="flags")
+    completion = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=40)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "prompt"], name="flag_kind_idx")]
+
+
+class Tag(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=60)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prompt", "name"], name="unique_prompt_tag")]
+        indexes = [models.Index(fields=["name", "prompt"], name="tag_name_idx")]
+
+
+class Assignment(models.Model):
+    """An item handed to an annotator by the review queue and not yet reviewed."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prompt", "annotator"], name="unique_assignment")]
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+        SKIP = "skip", "Skip"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="reviews")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    ranking = models.JSONField(default=list, blank=True, help_text="Completion ids, best first.")
+    chosen = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    edited_text = models.TextField(blank=True, help_text="The annotator's edit of the chosen completion.")
+    comment = models.TextField(blank=True)
+    seconds_spent = models.FloatField(default=0)
+    is_adjudication = models.BooleanField(default=False, help_text="A curator's final word on a disagreement.")
+    version = models.PositiveIntegerField(default=1, help_text="Optimistic concurrency: bumped on every save.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prompt", "annotator"], name="unique_review")]
+        indexes = [models.Index(fields=["annotator", "updated_at"], name="review_annotator_idx")]
+
+    @property
+    def final_text(self) -> str:
+        if self.edited_text:
+            return self.edited_text
+        return self.chosen.text if self.chosen else ""
+
+
+class CompletionRevision(models.Model):
+    """Every edit of a completion is kept: who, when, the text before and after."""
+
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="revisions")
+    review = models.ForeignKey(Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="revisions")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text_before = models.TextField()
+    text_after = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class DatasetVersion(models.Model):
+    """An immutable snapshot: its rows are copied in at freeze time and never change afterwards."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="dataset_versions")
+    number = models.PositiveIntegerField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    rule = models.JSONField(default=dict, help_text="What selected the rows, e.g. {'status': 'approved'}.")
+    note = models.TextField(blank=True)
+    heldout_fraction = models.FloatField(default=0.1)
+    seed = models.IntegerField(default=0)
+    row_count = models.PositiveIntegerField(default=0)
+    train_count = models.PositiveIntegerField(default=0)
+    heldout_count = models.PositiveIntegerField(default=0)
+    pair_count = models.PositiveIntegerField(default=0, help_text="Preference pairs available for DPO.")
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} v{self.number}"
+
+
+class DatasetRow(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        HELDOUT = "heldout", "Held-out"
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="rows")
+    position = models.PositiveIntegerField()
+    split = models.CharField(max_length=10, choices=Split.choices)
+    prompt_id = models.BigIntegerField(help_text="A plain id, not a foreign key: the row outlives edits.")
+    messages = models.JSONField(help_text="Prompt turns, system turn included.")
+    response = models.TextField(help_text="The curated answer (the annotator's edit applied).")
+    original = models.TextField(help_text="The teacher's original text of the chosen completion.")
+    rejected = models.JSONField(default=list, help_text="Worse candidates' texts, best first (for DPO).")
+    source = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [models.UniqueConstraint(fields=["version", "position"], name="unique_row_position")]
+        indexes = [models.Index(fields=["version", "split", "position"], name="row_split_idx")]
+
+
+class ImportJob(models.Model):
+    class Format(models.TextChoices):
+        AUTO = "auto", "Detect automatically"
+        JSONL = "jsonl", "Generic JSONL"
+        OPENAI_BATCH = "openai-batch", "OpenAI Batch output"
+        SHAREGPT = "sharegpt", "ShareGPT"
+        ALPACA = "alpaca", "Alpaca"
+        CSV = "csv", "CSV (prompt, completion)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    file = models.FileField(upload_to="imports/%Y/%m/", max_length=500)
+    original_name = models.CharField(max_length=255, blank=True)
+    batch_input_file = models.FileField(upload_to="imports/%Y/%m/", max_length=500, blank=True)
+    format = models.CharField(max_length=20, choices=Format.choices, default=Format.AUTO)
+    detected_format = models.CharField(max_length=20, blank=True)
+    skip_invalid = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    read_count = models.PositiveIntegerField(default=0)
+    imported_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    invalid_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], the first ones.")
+    rejects_path = models.CharField(max_length=500, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Teacher(models.Model):
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local model (HF folder or GGUF)"
+        OPENAI = "openai-compatible", "OpenAI-compatible API"
+
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="teachers",
+        help_text="Empty: available to every project.",
+    )
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    model_path = models.CharField(max_length=500, blank=True, help_text="Local: a model folder or a .gguf file.")
+    gguf_file = models.CharField(max_length=255, blank=True)
+    base_url = models.URLField(blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="The NAME of the environment variable holding the key."
+    )
+    default_params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_teacher_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GenerationJob(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
+    teacher = models.ForeignKey(Teacher, on_delete=models.PROTECT, related_name="jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    selection = models.JSONField(default=dict, help_text="{'mode': 'pending'|'filter'|'ids', ...}")
+    n = models.PositiveSmallIntegerField(default=2, help_text="Candidates per prompt.")
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=0.95)
+    max_new_tokens = models.PositiveIntegerField(default=256)
+    system_prompt = models.TextField(blank=True)
+    seed = models.IntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    generated_tokens = models.PositiveBigIntegerField(default=0)
+    tokens_per_second = models.FloatField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

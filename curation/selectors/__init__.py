@@ -1,0 +1,1 @@
+"""Reads. Each selector decides what the given user may see."""

@@ -1,0 +1,57 @@
+"""Who may see and do what in a project.
+
+Annotators review in the projects they belong to; curators also import, freeze and launch runs;
+admins (staff) may do everything everywhere. Non-members get 404, so project names do not leak.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from curation.models import Membership, Project
+
+ROLE_RANK = {Membership.Role.ANNOTATOR: 1, Membership.Role.CURATOR: 2}
+
+
+def is_admin(user) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or user.is_staff))
+
+
+def projects_visible_to(user) -> QuerySet[Project]:
+    if is_admin(user):
+        return Project.objects.all()
+    if not user.is_authenticated:
+        return Project.objects.none()
+    return Project.objects.filter(memberships__user=user)
+
+
+def user_role(user, project: Project) -> str | None:
+    """The user's role in the project: 'curator' for admins, None for outsiders."""
+    if is_admin(user):
+        return Membership.Role.CURATOR
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+
+
+def access_project(user, *, slug: str | None = None, pk: int | None = None, role: str = Membership.Role.ANNOTATOR) -> Project:
+    """The project if the user may act in it with at least ``role``; 404 for outsiders, 403 for too low a role."""
+    lookup = {"slug": slug} if slug is not None else {"pk": pk}
+    project = Project.objects.filter(**lookup).first()
+    if project is None:
+        raise Http404("No such project.")
+    check_role(user, project, role)
+    return project
+
+
+def check_role(user, project: Project, role: str = Membership.Role.ANNOTATOR) -> str:
+    have = user_role(user, project)
+    if have is None:
+        raise Http404("No such project.")
+    if ROLE_RANK[have] < ROLE_RANK[role]:
+        raise PermissionDenied(f"This needs the {role} role in {project.name}.")
+    return have

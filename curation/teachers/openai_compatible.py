@@ -1,0 +1,181 @@
+"""A teacher behind any server speaking OpenAI chat completions (vLLM, Ollama, llama.cpp, OpenAI).
+
+Each candidate is one request (servers disagree on ``n``), run on a bounded thread pool. Rate
+limits, server errors, timeouts and dropped connections are retried with exponential backoff;
+a rejected key is not, because retrying cannot fix it and would only hammer the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from curation.teachers.base import (
+    Candidate,
+    GenerationParams,
+    PromptInput,
+    PromptResult,
+    TeacherAuthError,
+    TeacherError,
+    to_messages,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRIED_STATUSES = {408, 409, 425, 429}
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OpenAICompatibleTeacher:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str = "",
+        source: str = "",
+        concurrency: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
+        # base_url includes the version prefix, e.g. http://localhost:8000/v1 or https://api.openai.com/v1.
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.source = source or model
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._stopped = threading.Event()
+
+    def _api_key(self) -> str | None:
+        """Read the key from the environment at run time: the database only knows the variable's name."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise TeacherAuthError(f"environment variable {self.api_key_env} is not set; it must hold the API key")
+        return key
+
+    def generate(self, prompts: Sequence[PromptInput], params: GenerationParams) -> Iterator[PromptResult]:
+        key = self._api_key()
+        self._stopped.clear()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="teacher-http")
+        # Futures run in submission order, so prompts finish roughly in order and memory stays small.
+        owner: dict[Future, tuple[int, int]] = {}
+        for index, prompt in enumerate(prompts):
+            messages = to_messages(prompt, params.system_prompt)
+            for k in range(params.n):
+                seed = None if params.seed is None else params.seed + k
+                owner[pool.submit(self._complete, messages, params, seed, key)] = (index, k)
+        results: dict[int, list[Candidate | None]] = {}
+        pending = set(owner)
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, k = owner[future]
+                    slots = results.setdefault(index, [None] * params.n)
+                    slots[k] = future.result()  # re-raises the request's error, ending the run
+                    if all(slots):
+                        yield PromptResult(index=index, candidates=list(results.pop(index)))
+        finally:
+            # Reached on errors and when the caller stops iterating (cancel): drop queued requests,
+            # and wake retries from their backoff sleep; in-flight ones end within the timeout.
+            self._stopped.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _complete(self, messages: list[dict], params: GenerationParams, seed: int | None, key: str | None) -> Candidate:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        if params.logprobs:
+            body["logprobs"] = True
+        for attempt in range(self.max_retries + 1):
+            try:
+                return _parse_choice(self._post(body, key))
+            except _Retryable as error:
+                if attempt == self.max_retries:
+                    raise TeacherError(f"{self.url}: giving up after {attempt + 1} attempts: {error}") from None
+                delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(1.0, 1.25)
+                if error.retry_after is not None:
+                    delay = min(self.max_backoff, max(delay, error.retry_after))
+                logger.warning("teacher request failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
+                if self._stopped.wait(delay):
+                    raise TeacherError("generation stopped") from None
+        raise AssertionError("unreachable")
+
+    def _post(self, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:300].decode("utf-8", "replace")
+            if error.code in (401, 403):
+                where = f"the key in ${self.api_key_env}" if self.api_key_env else "the request (no API key configured)"
+                raise TeacherAuthError(f"{self.url} rejected {where}: HTTP {error.code} {detail}") from None
+            if error.code in RETRIED_STATUSES or error.code >= 500:
+                raise _Retryable(f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))) from None
+            raise TeacherError(f"{self.url}: HTTP {error.code} {detail}") from None
+        except (TimeoutError, socket.timeout):
+            raise _Retryable(f"no answer within {self.timeout:g}s") from None
+        except (urllib.error.URLError, ConnectionError) as error:
+            raise _Retryable(f"connection failed: {getattr(error, 'reason', error)}") from None
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise TeacherError(f"{self.url}: response is not JSON: {payload[:200]!r}") from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:  # an HTTP date: fall back to our own backoff
+        return None
+
+
+def _parse_choice(data: dict[str, Any]) -> Candidate:
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise TeacherError(f"unexpected chat-completions response: {str(data)[:200]}") from None
+    content_logprobs = (choice.get("logprobs") or {}).get("content") or []
+    logprobs = [round(float(item["logprob"]), 4) for item in content_logprobs] or None
+    usage = data.get("usage") or {}
+    # Servers that omit usage still let tokens/s be estimated from the text.
+    tokens = usage.get("completion_tokens") or len(logprobs or []) or len(text.split())
+    return Candidate(
+        text=text.strip(),
+        finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        completion_tokens=int(tokens),
+        logprobs=logprobs,
+    )

@@ -1,0 +1,1 @@
+"""REST endpoints of this app; viewsets register on config.api.router."""

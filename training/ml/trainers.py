@@ -1,0 +1,189 @@
+"""Trainer subclasses: SFT and logit distillation share one loss; DPO is TRL's DPOTrainer.
+
+Why a hand-written distillation loss: TRL's `trl.experimental.gkd` computes its generalised JSD at temperature 1
+whatever `GKDConfig.temperature` says (that only affects sampling), and TRL's `DistillationTrainer` trains
+on-policy only (the student generates every completion). We distil off-policy on the curated replies, with a
+temperature and a cross-entropy weight, which is a few lines on top of the Trainer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments
+
+from training.ml.config import TrainConfig
+from training.ml.data import IGNORE
+
+
+def divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float, beta: float):
+    """Per-token generalised JSD between softened distributions (rows = tokens, columns = vocabulary).
+
+    beta = 0 is forward KL(teacher || student), beta = 1 reverse KL(student || teacher); in between, the
+    mixture is beta * teacher + (1 - beta) * student, as in TRL's GKD, so the numbers are comparable.
+    """
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    if beta == 0.0:
+        return F.kl_div(s, t, reduction="none", log_target=True).sum(-1)
+    if beta == 1.0:
+        return F.kl_div(t, s, reduction="none", log_target=True).sum(-1)
+    mixture = torch.logsumexp(torch.stack([s + math.log(1.0 - beta), t + math.log(beta)]), dim=0)
+    kl_teacher = F.kl_div(mixture, t, reduction="none", log_target=True).sum(-1)
+    kl_student = F.kl_div(mixture, s, reduction="none", log_target=True).sum(-1)
+    return beta * kl_teacher + (1.0 - beta) * kl_student
+
+
+class TokenCountMixin:
+    """Counts real (non-pad) input tokens into `state.num_input_tokens_seen`.
+
+    The Trainer's own "non_padding" count falls back to `input_ids != pad_id` when a batch has no attention mask,
+    which is wrong twice here: padding-free batches have no mask, and pad = eos, so every reply's end would be
+    missed. Padding-free batches hold no padding at all, so their size is the count.
+    """
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        mask = inputs.get("attention_mask")
+        count = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+        count = count.reshape(1).to(self.args.device)
+        if self.accelerator.num_processes > 1:
+            count = self.accelerator.gather(count)
+        self.state.num_input_tokens_seen += int(count.sum().item())
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class DistillTrainer(TokenCountMixin, Trainer):
+    """Cross-entropy on the reply tokens, plus (with a teacher) a softened divergence to the teacher's logits.
+
+    Logits are computed only where a reply token is predicted (`logits_to_keep` with a boolean mask): the
+    vocabulary projection and softmax are a large share of a small model's compute, and prompt positions
+    would be thrown away anyway.
+    """
+
+    # compute_loss divides by the token count of the whole accumulated batch itself.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args: Any, teacher: torch.nn.Module | None = None, train_config: TrainConfig, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.train_config = train_config
+        self.teacher = teacher
+        # Always have the Trainer count target tokens over the accumulated batch (num_items_in_batch).
+        self.model_accepts_loss_kwargs = True
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self._slice_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        if teacher is not None:
+            teacher.to(self.args.device)
+            self._teacher_slices = "logits_to_keep" in inspect.signature(teacher.forward).parameters
+        self._parts = {"ce": 0.0, "kd": 0.0, "n": 0}
+
+    def _reply_logits(self, model, inputs: dict[str, torch.Tensor], keep: torch.Tensor, sliced: bool):
+        if sliced:
+            return model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        return model(**inputs, use_cache=False).logits[keep]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        targets = labels[:, 1:]
+        valid = targets != IGNORE
+        # Position i predicts token i + 1; the last position predicts nothing.
+        keep = torch.cat([valid, torch.zeros_like(valid[:, :1])], dim=1)
+        y = targets[valid]
+        logits = self._reply_logits(model, inputs, keep, self._slice_logits)
+        ce = F.cross_entropy(logits.float(), y, reduction="sum")
+        loss_sum = ce
+        cfg = self.train_config
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self._reply_logits(self.teacher, inputs, keep, self._teacher_slices)
+            vocab = min(logits.shape[-1], teacher_logits.shape[-1])  # heads may be padded past the tokenizer
+            kd = divergence(
+                logits[:, :vocab], teacher_logits[:, :vocab], temperature=cfg.kd_temperature, beta=cfg.kd_jsd_beta
+            ).sum()
+            # T^2 keeps the divergence's gradient scale independent of the temperature (Hinton et al.).
+            loss_sum = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * cfg.kd_temperature**2 * kd
+            self._parts["kd"] += float(kd.detach())
+        self._parts["ce"] += float(ce.detach())
+        self._parts["n"] += int(y.numel())
+
+        if num_items_in_batch is None:
+            loss = loss_sum / max(y.numel(), 1) / self.current_gradient_accumulation_steps
+        else:
+            loss = loss_sum / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                # The count is global; gradients are averaged over processes, so undo that average.
+                loss = loss * self.accelerator.num_processes
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._parts["n"]:
+            logs["ce_loss"] = round(self._parts["ce"] / self._parts["n"], 6)
+            if self.teacher is not None:
+                logs["kd_loss"] = round(self._parts["kd"] / self._parts["n"], 6)
+            self._parts = {"ce": 0.0, "kd": 0.0, "n": 0}
+        super().log(logs, start_time)
+
+
+def precision_flags(config: TrainConfig) -> dict[str, bool]:
+    precision = config.precision
+    if precision == "auto":
+        has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        precision = "bf16" if has_bf16 else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def common_arguments(config: TrainConfig) -> dict[str, Any]:
+    """TrainingArguments shared by every method; TRL configs subclass TrainingArguments and take them too."""
+    return {
+        "output_dir": str(config.checkpoints_dir),
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_epochs,
+        "max_steps": config.max_steps,
+        "warmup_steps": config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "lr_scheduler_type": config.lr_scheduler,
+        "logging_steps": config.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "report_to": "none",
+        "disable_tqdm": True,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "include_num_input_tokens_seen": "no",  # TokenCountMixin counts instead
+        **precision_flags(config),
+    }
+
+
+def sft_arguments(config: TrainConfig) -> TrainingArguments:
+    return TrainingArguments(**common_arguments(config))
+
+
+def build_dpo_trainer(config: TrainConfig, *, model, tokenizer, dataset, callbacks) -> Trainer:
+    """TRL's DPOTrainer with our token count; the frozen reference is a copy of the starting student."""
+    from trl import DPOConfig, DPOTrainer
+
+    class CountingDPOTrainer(TokenCountMixin, DPOTrainer):
+        pass
+
+    args = DPOConfig(
+        **common_arguments(config),
+        beta=config.dpo_beta,
+        max_length=config.max_seq_len,
+        dataset_num_proc=None,
+    )
+    return CountingDPOTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+    )

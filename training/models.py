@@ -1,0 +1,56 @@
+"""A training run: a frozen dataset version, a student, a method and its settings, and what happened."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from curation.models import DatasetVersion, JobStatus, Teacher
+
+
+class TrainingRun(models.Model):
+    class Method(models.TextChoices):
+        SFT = "sft", "SFT on curated responses"
+        KD = "kd", "Logit distillation (local teacher)"
+        DPO = "dpo", "DPO from rankings and edits"
+
+    class StudentSource(models.TextChoices):
+        FOLDER = "folder", "A model folder"
+        DERIVE = "derive", "Derived from the teacher (keep K layers)"
+        LORA = "lora", "LoRA adapters on a base"
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="training_runs")
+    name = models.CharField(max_length=200, blank=True)
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.SFT)
+    student_source = models.CharField(max_length=10, choices=StudentSource.choices, default=StudentSource.DERIVE)
+    student_path = models.CharField(max_length=500, blank=True)
+    teacher = models.ForeignKey(Teacher, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    keep_layers = models.PositiveSmallIntegerField(null=True, blank=True)
+    hyperparams = models.JSONField(default=dict, blank=True)
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Latest: loss, learning rate, tokens/s, ETA.")
+    metrics_history = models.JSONField(default=list, blank=True)
+    artifact_dir = models.CharField(max_length=500, blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"training run {self.pk}"
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
