@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from curation import models
+from curation.services.datasets import dataset_version_freeze
+from curation.services.generation import generation_job_cancel, generation_job_create, generation_job_resume
 
 
 class LargeTableAdmin(admin.ModelAdmin):
@@ -24,6 +36,34 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+    actions = ["freeze_dataset", "generate_candidates"]
+
+    @admin.action(description="Freeze approved prompts into a new dataset version")
+    def freeze_dataset(self, request, queryset) -> None:
+        for project in queryset:
+            try:
+                version = dataset_version_freeze(project=project, created_by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{project}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.message_user(request, f"{version}: {version.row_count} rows, hash {version.content_hash[:12]}")
+
+    @admin.action(description="Generate teacher candidates for pending prompts…")
+    def generate_candidates(self, request, queryset):
+        """First a page to choose the teacher and parameters, then one generation job per project."""
+        form = GenerateCandidatesForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {**self.admin_site.each_context(request), "form": form, "queryset": queryset,
+                       "title": "Generate teacher candidates", "opts": self.model._meta}
+            return TemplateResponse(request, "curation/generation/admin_start.html", context)
+        for project in queryset:
+            try:
+                job = generation_job_create(project=project, created_by=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                self.message_user(request, f"{project}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.message_user(request, f"{project}: generation job #{job.pk} queued for {job.total} prompts")
+        return None
 
 
 @admin.register(models.Membership)
@@ -32,3 +72,262 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "project"]
     raw_id_fields = ["user"]
     search_fields = ["user__username", "project__name"]
+
+
+class EstimatedCountPaginator(Paginator):
+    """COUNT(*) over millions of rows takes seconds on PostgreSQL: an unfiltered big table shows the planner's
+    estimate instead (the page links stay right to within a few percent)."""
+
+    LARGE = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
+            connection = connections[queryset.db]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [queryset.model._meta.db_table])
+                    row = cursor.fetchone()
+                if row and row[0] > self.LARGE:
+                    return int(row[0])
+        return super().count
+
+
+class BigTableAdmin(LargeTableAdmin):
+    """Lists over tables that grow with every import: newest first by primary key, estimated counts."""
+
+    paginator = EstimatedCountPaginator
+    ordering = ["-id"]
+
+
+class ReadOnlyAdminMixin:
+    """Immutable records (frozen datasets, the edit history): viewable, never changed here."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _short(text: str, size: int = 80) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _pretty_json(value) -> str:
+    # format_html escapes the JSON: prompts and errors are user text.
+    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=1, ensure_ascii=False))
+
+
+class CompletionInline(admin.TabularInline):
+    model = models.Completion
+    fields = ["id", "text", "source", "finish_reason", "length", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(models.Prompt)
+class PromptAdmin(BigTableAdmin):
+    list_display = ["id", "short_text", "project", "status", "review_count", "external_id", "created_at"]
+    list_filter = ["status", "project"]
+    list_select_related = ["project"]
+    search_fields = ["=id", "=external_id", "=content_hash", "text"]
+    readonly_fields = ["messages_display", "text", "content_hash", "review_count", "created_at", "updated_at"]
+    exclude = ["messages"]
+    raw_id_fields = ["project"]
+    inlines = [CompletionInline]
+
+    @admin.display(description="Prompt")
+    def short_text(self, obj: models.Prompt) -> str:
+        return _short(obj.text)
+
+    @admin.display(description="Messages")
+    def messages_display(self, obj: models.Prompt) -> str:
+        return _pretty_json(obj.messages)
+
+
+@admin.register(models.Completion)
+class CompletionAdmin(BigTableAdmin):
+    list_display = ["id", "prompt_id", "short_text", "source", "finish_reason", "length", "created_at"]
+    list_filter = ["finish_reason"]
+    search_fields = ["=id", "=prompt__id", "=source"]
+    raw_id_fields = ["prompt"]
+    # The text changes only through reviews, which keep every revision.
+    readonly_fields = ["prompt", "text", "text_hash", "length", "created_at"]
+
+    @admin.display(description="Text")
+    def short_text(self, obj: models.Completion) -> str:
+        return _short(obj.text)
+
+
+@admin.register(models.Flag)
+class FlagAdmin(BigTableAdmin):
+    list_display = ["id", "kind", "prompt_id", "completion_id", "detail", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["=prompt__id", "kind"]
+    raw_id_fields = ["prompt", "completion"]
+
+
+@admin.register(models.Tag)
+class TagAdmin(BigTableAdmin):
+    list_display = ["id", "name", "prompt_id"]
+    search_fields = ["name", "=prompt__id"]
+    raw_id_fields = ["prompt"]
+
+
+@admin.register(models.Assignment)
+class AssignmentAdmin(BigTableAdmin):
+    list_display = ["id", "prompt_id", "annotator", "created_at"]
+    list_select_related = ["annotator"]
+    search_fields = ["=prompt__id", "annotator__username"]
+    raw_id_fields = ["prompt", "annotator"]
+
+
+@admin.register(models.Review)
+class ReviewAdmin(BigTableAdmin):
+    list_display = ["id", "prompt_id", "annotator", "decision", "is_adjudication", "version", "updated_at"]
+    list_filter = ["decision", "is_adjudication"]
+    list_select_related = ["annotator"]
+    search_fields = ["=prompt__id", "annotator__username"]
+    raw_id_fields = ["prompt", "annotator", "chosen"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+
+
+@admin.register(models.CompletionRevision)
+class CompletionRevisionAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    list_display = ["id", "completion_id", "review_id", "author", "created_at"]
+    list_select_related = ["author"]
+    search_fields = ["=completion__id", "=review__id", "author__username"]
+    raw_id_fields = ["completion", "review", "author"]
+
+
+class DatasetRowInline(admin.TabularInline):
+    model = models.DatasetRow
+    fields = ["position", "split", "prompt_id", "short_response"]
+    readonly_fields = fields
+    ordering = ["position"]
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    @admin.display(description="Response")
+    def short_response(self, obj: models.DatasetRow) -> str:
+        return _short(obj.response)
+
+    def get_queryset(self, request):
+        # A version can hold a million rows: the page shows the first ones, the row list has them all.
+        return super().get_queryset(request).filter(position__lt=20)
+
+
+@admin.register(models.DatasetVersion)
+class DatasetVersionAdmin(ReadOnlyAdminMixin, LargeTableAdmin):
+    list_display = ["__str__", "number", "row_count", "train_count", "heldout_count", "pair_count", "created_by", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project", "created_by"]
+    search_fields = ["=content_hash", "project__slug"]
+    inlines = [DatasetRowInline]
+
+
+@admin.register(models.DatasetRow)
+class DatasetRowAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    list_display = ["id", "version", "position", "split", "prompt_id", "short_response"]
+    list_filter = ["split"]
+    list_select_related = ["version__project"]
+    search_fields = ["=version__id", "=prompt_id"]
+    ordering = ["version", "position"]
+
+    @admin.display(description="Response")
+    def short_response(self, obj: models.DatasetRow) -> str:
+        return _short(obj.response)
+
+
+@admin.register(models.ImportJob)
+class ImportJobAdmin(LargeTableAdmin):
+    list_display = [
+        "id", "project", "original_name", "format", "detected_format", "status", "read_count", "imported_count",
+        "duplicate_count", "invalid_count", "created_at",
+    ]
+    list_filter = ["status", "format", "project"]
+    list_select_related = ["project"]
+    search_fields = ["=id", "original_name"]
+    exclude = ["errors"]
+    readonly_fields = [
+        "project", "created_by", "file", "original_name", "batch_input_file", "format", "detected_format",
+        "skip_invalid", "status", "read_count", "imported_count", "duplicate_count", "invalid_count",
+        "errors_display", "rejects_path", "message", "created_at", "started_at", "finished_at",
+    ]
+
+    @admin.display(description="Errors (line, reason)")
+    def errors_display(self, obj: models.ImportJob) -> str:
+        return _pretty_json(obj.errors)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # imports come through the upload page, the API or import_outputs
+
+
+@admin.register(models.Teacher)
+class TeacherAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "project", "model_name", "model_path", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "model_name"]
+    raw_id_fields = ["project"]
+
+
+@admin.register(models.GenerationJob)
+class GenerationJobAdmin(LargeTableAdmin):
+    list_display = ["id", "project", "teacher", "status", "done", "total", "tokens_per_second", "created_at"]
+    list_filter = ["status", "project"]
+    list_select_related = ["project", "teacher"]
+    autocomplete_fields = ["teacher"]
+    raw_id_fields = ["project", "created_by"]
+    readonly_fields = [
+        "total", "done", "generated_tokens", "tokens_per_second", "eta_seconds", "error", "heartbeat_at",
+        "created_at", "started_at", "finished_at",
+    ]
+    actions = ["cancel_jobs", "resume_jobs"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # jobs start through a service door: the project action, the page, the API or `generate`
+
+    @admin.action(description="Cancel selected generation jobs")
+    def cancel_jobs(self, request, queryset) -> None:
+        self._each(request, queryset, generation_job_cancel)
+
+    @admin.action(description="Resume selected generation jobs (skips prompts already answered)")
+    def resume_jobs(self, request, queryset) -> None:
+        self._each(request, queryset, generation_job_resume)
+
+    def _each(self, request, queryset, action) -> None:
+        for job in queryset:
+            try:
+                job = action(job=job)
+            except ValidationError as exc:
+                self.message_user(request, f"Job #{job.pk}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.message_user(request, f"Job #{job.pk}: {job.get_status_display().lower()}")
+
+
+class GenerateCandidatesForm(forms.Form):
+    teacher = forms.ModelChoiceField(queryset=models.Teacher.objects.all())
+    n = forms.IntegerField(label="Candidates per prompt", min_value=1, max_value=32, initial=2)
+    temperature = forms.FloatField(min_value=0, initial=0.7)
+    max_new_tokens = forms.IntegerField(min_value=1, initial=256)
+
+
+@admin.register(models.SimilarityKey)
+class SimilarityKeyAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """Derived rows (near-duplicate band keys), rebuilt by the detector: for inspection only."""
+
+    list_display = ["id", "project", "kind", "key", "prompt_id", "completion_id"]
+    list_filter = ["kind"]
+    list_select_related = ["project"]
+    search_fields = ["=key", "=prompt__id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
@@ -76,12 +77,23 @@ class Prompt(models.Model):
     content_hash = models.CharField(max_length=64)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     review_count = models.PositiveSmallIntegerField(default=0, help_text="Decisive (non-skip) reviews so far.")
+    claimed = models.PositiveSmallIntegerField(
+        default=0, help_text="Open assignments: handed out by the queue, not yet reviewed (overlap accounting)."
+    )
+    needs_adjudication = models.BooleanField(
+        default=False, help_text="Enough reviews came in and they disagree: a curator must decide."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "content_hash"], name="unique_prompt_hash")]
-        indexes = [models.Index(fields=["project", "status", "id"], name="prompt_queue_idx")]
+        indexes = [
+            models.Index(fields=["project", "status", "id"], name="prompt_queue_idx"),
+            models.Index(
+                fields=["project", "id"], name="prompt_disagreement_idx", condition=models.Q(needs_adjudication=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.text[:80] or f"prompt {self.pk}"
@@ -128,6 +140,26 @@ class Flag(models.Model):
         indexes = [models.Index(fields=["kind", "prompt"], name="flag_kind_idx")]
 
 
+class SimilarityKey(models.Model):
+    """MinHash LSH band keys of a prompt or completion text: equal keys mark near-duplicate candidates.
+
+    Kept in the database so that every import batch is compared with everything imported before it.
+    """
+
+    class Kind(models.TextChoices):
+        PROMPT = "p", "Prompt"
+        COMPLETION = "c", "Completion"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    key = models.BigIntegerField(help_text="Band number and band hash mixed into one 63-bit value.")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    completion = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "kind", "key"], name="similarity_key_idx")]
+
+
 class Tag(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=60)
@@ -143,6 +175,10 @@ class Assignment(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     created_at = models.DateTimeField(auto_now_add=True)
+    touched_at = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="Last sign of work; stale assignments go back to the queue."
+    )
+    draft = models.JSONField(default=dict, blank=True, help_text="Work in progress, autosaved from the review page.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prompt", "annotator"], name="unique_assignment")]
@@ -163,6 +199,9 @@ class Review(models.Model):
     comment = models.TextField(blank=True)
     seconds_spent = models.FloatField(default=0)
     is_adjudication = models.BooleanField(default=False, help_text="A curator's final word on a disagreement.")
+    superseded = models.BooleanField(
+        default=False, help_text="The item was sent back to the queue after this review; kept, but no longer counts."
+    )
     version = models.PositiveIntegerField(default=1, help_text="Optimistic concurrency: bumped on every save.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,10 +1,30 @@
 from django.urls import path
 
-from curation.views import projects
+from curation.views import browse, curator, datasets, generation, history, projects, review
 
 app_name = "curation"
 
 urlpatterns = [
     path("", projects.project_list, name="project_list"),
     path("p/<slug:slug>/", projects.project_dashboard, name="project_dashboard"),
+    path("p/<slug:slug>/agreement/", projects.project_agreement, name="project_agreement"),
+    path("p/<slug:slug>/imports/", datasets.import_create, name="import_create"),
+    path("p/<slug:slug>/imports/<int:pk>/", datasets.import_job, name="import_job"),
+    path("p/<slug:slug>/freeze/", datasets.version_freeze, name="version_freeze"),
+    path("p/<slug:slug>/queue/", review.queue, name="queue"),
+    path("p/<slug:slug>/items/<int:pk>/", review.item, name="item"),
+    path("p/<slug:slug>/items/<int:pk>/review/", review.review_submit, name="review_submit"),
+    path("p/<slug:slug>/items/<int:pk>/draft/", review.item_draft, name="item_draft"),
+    path("p/<slug:slug>/items/<int:pk>/history/", history.item_history, name="item_history"),
+    path("p/<slug:slug>/items/<int:pk>/history/diff/", history.item_diff, name="item_diff"),
+    path("p/<slug:slug>/revisions/<int:pk>/revert/", history.revision_revert, name="revision_revert"),
+    path("p/<slug:slug>/browse/", browse.browse, name="browse"),
+    path("p/<slug:slug>/browse/bulk/", browse.bulk_action, name="bulk_action"),
+    path("p/<slug:slug>/disagreements/", curator.disagreements, name="disagreements"),
+    path("p/<slug:slug>/items/<int:pk>/adjudicate/", curator.adjudicate, name="adjudicate"),
+    path("p/<slug:slug>/generation/", generation.generation_panel, name="generation_panel"),
+    path("p/<slug:slug>/generation/start/", generation.generation_start, name="generation_start"),
+    path("p/<slug:slug>/generation/<int:pk>/", generation.generation_job, name="generation_job"),
+    path("p/<slug:slug>/generation/<int:pk>/cancel/", generation.generation_job_cancel, name="generation_job_cancel"),
+    path("p/<slug:slug>/generation/<int:pk>/resume/", generation.generation_job_resume, name="generation_job_resume"),
 ]

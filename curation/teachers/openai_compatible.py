@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 RETRIED_STATUSES = {408, 409, 425, 429}
 
 
+class _Stopped(TeacherError):
+    """A request given up because the run ended (cancel, or another request's fatal error)."""
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -64,7 +68,6 @@ class OpenAICompatibleTeacher:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._stopped = threading.Event()
 
     def _api_key(self) -> str | None:
         """Read the key from the environment at run time: the database only knows the variable's name."""
@@ -75,35 +78,57 @@ class OpenAICompatibleTeacher:
             raise TeacherAuthError(f"environment variable {self.api_key_env} is not set; it must hold the API key")
         return key
 
+    def load(self) -> None:
+        """Nothing to load; checking the key here makes a misconfigured teacher fail before any work."""
+        self._api_key()
+
     def generate(self, prompts: Sequence[PromptInput], params: GenerationParams) -> Iterator[PromptResult]:
         key = self._api_key()
-        self._stopped.clear()
+        stopped = threading.Event()
+        work = (
+            (index, k, to_messages(prompt, params.system_prompt))
+            for index, prompt in enumerate(prompts)
+            for k in range(params.n)
+        )
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="teacher-http")
-        # Futures run in submission order, so prompts finish roughly in order and memory stays small.
         owner: dict[Future, tuple[int, int]] = {}
-        for index, prompt in enumerate(prompts):
-            messages = to_messages(prompt, params.system_prompt)
-            for k in range(params.n):
-                seed = None if params.seed is None else params.seed + k
-                owner[pool.submit(self._complete, messages, params, seed, key)] = (index, k)
+        pending: set[Future] = set()
+
+        def submit_next() -> None:
+            # A small window of queued requests keeps memory flat and lets a cancel drop little work.
+            item = next(work, None)
+            if item is not None:
+                index, k, messages = item
+                seed = None if params.seed is None else params.seed + k  # n requests must not share a seed
+                future = pool.submit(self._complete, messages, params, seed, key, stopped)
+                owner[future] = (index, k)
+                pending.add(future)
+
+        for _ in range(self.concurrency * 2):
+            submit_next()
         results: dict[int, list[Candidate | None]] = {}
-        pending = set(owner)
         try:
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index, k = owner[future]
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                # The error that ended the run must surface, not a request that stopped because of it.
+                for future in sorted(finished, key=lambda f: isinstance(f.exception(), _Stopped)):
+                    pending.discard(future)
+                    index, k = owner.pop(future)
                     slots = results.setdefault(index, [None] * params.n)
                     slots[k] = future.result()  # re-raises the request's error, ending the run
+                    submit_next()
                     if all(slots):
                         yield PromptResult(index=index, candidates=list(results.pop(index)))
         finally:
-            # Reached on errors and when the caller stops iterating (cancel): drop queued requests,
+            # Reached on errors and when the caller stops iterating (cancel): drop queued requests
             # and wake retries from their backoff sleep; in-flight ones end within the timeout.
-            self._stopped.set()
+            stopped.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _complete(self, messages: list[dict], params: GenerationParams, seed: int | None, key: str | None) -> Candidate:
+    def _complete(
+        self, messages: list[dict], params: GenerationParams, seed: int | None, key: str | None,
+        stopped: threading.Event,
+    ) -> Candidate:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -116,8 +141,13 @@ class OpenAICompatibleTeacher:
         if params.logprobs:
             body["logprobs"] = True
         for attempt in range(self.max_retries + 1):
+            if stopped.is_set():
+                raise _Stopped("generation stopped")
             try:
                 return _parse_choice(self._post(body, key))
+            except TeacherAuthError:
+                stopped.set()  # every queued request would be refused too: send none of them
+                raise
             except _Retryable as error:
                 if attempt == self.max_retries:
                     raise TeacherError(f"{self.url}: giving up after {attempt + 1} attempts: {error}") from None
@@ -125,8 +155,8 @@ class OpenAICompatibleTeacher:
                 if error.retry_after is not None:
                     delay = min(self.max_backoff, max(delay, error.retry_after))
                 logger.warning("teacher request failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
-                if self._stopped.wait(delay):
-                    raise TeacherError("generation stopped") from None
+                if stopped.wait(delay):
+                    raise _Stopped("generation stopped") from None
         raise AssertionError("unreachable")
 
     def _post(self, body: dict[str, Any], key: str | None) -> dict[str, Any]:

@@ -149,3 +149,52 @@ class TaskUnreachable(HarnessError):
 
 class EvaluationCancelled(HarnessError):
     pass
+
+
+def plan_runs(
+    models: list[ModelSpec],
+    *,
+    output_dir: str,
+    tasks: list[str] | None = None,
+    task_dirs: list[str] | None = None,
+    heldout: HeldoutSpec | None = None,
+    options: EvalOptions | None = None,
+    offline: bool = True,
+) -> list[ModelRunConfig]:
+    """One config per model, each with its own output folder, all else shared."""
+    configs = []
+    for i, model in enumerate(models):
+        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in model.label)[:60]
+        configs.append(
+            ModelRunConfig(
+                model=model,
+                output_dir=str(Path(output_dir) / f"{i:02d}_{slug}"),
+                tasks=list(tasks or []),
+                task_dirs=list(task_dirs or []),
+                heldout=heldout,
+                options=options or EvalOptions(),
+                offline=offline,
+            )
+        )
+    return configs
+
+
+def parse_model(text: str) -> ModelSpec:
+    """``[LABEL=]KIND:PATH`` (KIND hf, gguf or api; for api, PATH is ``URL#MODEL``).
+
+    The label "teacher" marks the teacher; without a label, the folder, file or model name is used.
+    """
+    text = text.strip()
+    head, sep, tail = text.partition("=")
+    label, rest = (head, tail) if sep and ":" not in head else ("", text)
+    kind, sep2, path = rest.partition(":")
+    if not sep2 or kind not in ("hf", "gguf", "api") or not path or any(c.isspace() for c in text):
+        raise HarnessError(f"model {text!r}: expected [LABEL=]hf:FOLDER, [LABEL=]gguf:FILE or [LABEL=]api:URL#MODEL")
+    role = "teacher" if label == "teacher" else "student"
+    if kind == "api":
+        url, _, api_model = path.partition("#")
+        if not api_model:
+            raise HarnessError(f"model {text!r}: an endpoint needs its model name after '#'")
+        return ModelSpec(label=label or api_model, kind="api", path=url, api_model=api_model, role=role)
+    local = Path(path).expanduser()
+    return ModelSpec(label=label or (local.stem if kind == "gguf" else local.name), kind=kind, path=path, role=role)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
 
+    meta: dict[str, Any] = field(default_factory=dict)  # copied into report.json (run id, dataset hash, ...)
+
     def validate(self) -> None:
         """Raise ValueError naming every field that cannot work, before any model is loaded."""
         problems: list[str] = []
@@ -82,6 +84,8 @@ class TrainConfig:
             problems.append("per_device_batch_size and grad_accum must be >= 1, max_seq_len >= 8")
         if not 0.0 <= self.kd_alpha <= 1.0 or not 0.0 <= self.kd_jsd_beta <= 1.0:
             problems.append("kd_alpha and kd_jsd_beta must lie in [0, 1]")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append("warmup_ratio must lie in [0, 1)")
         if self.kd_temperature <= 0:
             problems.append("kd_temperature must be positive")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

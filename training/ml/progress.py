@@ -41,7 +41,7 @@ class ProgressCallback(TrainerCallback):
         self.last_loss: float | None = None
         self.last_lr: float | None = None
         self._start_time = 0.0
-        self._start_step = 0
+        self.start_step = 0
         self._start_tokens = 0
         self._last_emit = 0.0
 
@@ -52,7 +52,7 @@ class ProgressCallback(TrainerCallback):
 
     def snapshot(self, state: TrainerState) -> dict[str, Any]:
         elapsed = time.monotonic() - self._start_time
-        steps_done = state.global_step - self._start_step
+        steps_done = state.global_step - self.start_step
         tokens = state.num_input_tokens_seen - self._start_tokens
         eta = None
         if steps_done > 0 and state.max_steps:
@@ -72,7 +72,7 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         self._start_time = time.monotonic()
         # On resume the counters start from the checkpoint; speed and ETA describe this session only.
-        self._start_step = state.global_step
+        self.start_step = state.global_step
         self._start_tokens = state.num_input_tokens_seen
         self._emit(state, "start", resumed_from_step=state.global_step)
 

@@ -1,0 +1,225 @@
+"""Import / freeze / export throughput and memory, through the real services, on whatever DATABASE_URL says.
+
+    python bench/import_export.py [--n 200000] [--keep]
+
+Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
+project, approves every prompt (one review each, not timed), freezes a dataset version, and exports it as SFT
+and DPO JSON lines. Prints rows/s and peak RSS per phase and writes bench/results/import_export.json.
+
+Peak RSS: each phase runs in its own child process (a fresh interpreter, Django set up, nothing else loaded);
+the child reports ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the high-water mark of its resident memory,
+start-up included) and its RSS just before the phase began, so ``peak - baseline`` is what the phase added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "import_export.json"
+WORDS = ("model teacher student answer question data token layer weight train curate review edit rank "
+         "prompt batch loss gradient sample value number city river planet colour music history").split()
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def sentence(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def generate(path: Path, n: int) -> None:
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(n):
+            record = {
+                "prompt": f"Question {i}: {sentence(rng, 15)}?",
+                "completions": [
+                    {"text": f"Answer {i}a. {sentence(rng, 50)}.", "source": "bench-teacher", "finish_reason": "stop",
+                     "params": {"temperature": 0.7}},
+                    {"text": f"Answer {i}b. {sentence(rng, 50)}", "source": "bench-teacher", "finish_reason": "length",
+                     "params": {"temperature": 0.7}},
+                ],
+                "metadata": {"i": i},
+            }
+            handle.write(json.dumps(record) + "\n")
+
+
+# --- phases, each run in a child process -----------------------------------------------------------------
+
+
+def phase_import(project_slug: str, path: str) -> dict:
+    from curation.models import Project
+    from curation.services.imports import import_file
+
+    project = Project.objects.get(slug=project_slug)
+    job = import_file(project=project, path=path, format="jsonl")
+    assert job.status == "succeeded", job.message
+    return {"rows": job.read_count, "imported": job.imported_count, "message": job.message}
+
+
+def phase_freeze(project_slug: str, _: str) -> dict:
+    from curation.models import Project
+    from curation.services.datasets import dataset_version_freeze
+
+    version = dataset_version_freeze(project=Project.objects.get(slug=project_slug), heldout_fraction=0.1)
+    return {"rows": version.row_count, "version_id": version.pk, "pairs": version.pair_count}
+
+
+def phase_export(version_id: str, spec: str) -> dict:
+    from curation.models import DatasetVersion
+    from curation.services.datasets import dataset_export
+
+    fmt, out = spec.split(":", 1)
+    count = dataset_export(version=DatasetVersion.objects.get(pk=int(version_id)), format=fmt, split="all", out=out)
+    return {"rows": count, "bytes": Path(out).stat().st_size}
+
+
+PHASES = {"import": phase_import, "freeze": phase_freeze, "export": phase_export}
+
+
+def run_child(phase: str, target: str, arg: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--target", target, "--arg", arg],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_main(phase: str, target: str, arg: str) -> None:
+    setup_django()
+    baseline = rss_mb()
+    started = time.perf_counter()
+    result = PHASES[phase](target, arg)
+    seconds = time.perf_counter() - started
+    result.update(seconds=round(seconds, 2), rows_per_s=round(result["rows"] / seconds),
+                  peak_rss_mb=round(peak_rss_mb(), 1), baseline_rss_mb=round(baseline, 1))
+    print(json.dumps(result))
+
+
+# --- the parent: set up, run the phases, report ---------------------------------------------------------
+
+
+def approve_everything(project) -> None:
+    """One approving review per prompt (best = first completion), in bulk: the freeze needs curated data."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from curation.models import Completion, Prompt, Review
+
+    annotator, _ = get_user_model().objects.get_or_create(username="bench-annotator")
+    with transaction.atomic():
+        Prompt.objects.filter(project=project).update(status=Prompt.Status.APPROVED, review_count=1)
+        rows = Completion.objects.filter(prompt__project=project).order_by("prompt_id", "id").values_list("prompt_id", "id")
+        batch, current, ids = [], None, []
+        for prompt_id, completion_id in rows.iterator(chunk_size=5000):
+            if prompt_id != current and current is not None:
+                batch.append(Review(prompt_id=current, annotator=annotator, decision="approve", chosen_id=ids[0], ranking=ids))
+                ids = []
+            current = prompt_id
+            ids.append(completion_id)
+            if len(batch) >= 5000:
+                Review.objects.bulk_create(batch)
+                batch = []
+        if current is not None:
+            batch.append(Review(prompt_id=current, annotator=annotator, decision="approve", chosen_id=ids[0], ranking=ids))
+        Review.objects.bulk_create(batch)
+
+
+def cleanup(project) -> None:
+    """Raw deletes: the ORM's cascade would load hundreds of thousands of objects to delete them."""
+    from django.db import connection, transaction
+
+    from curation.models import Completion, DatasetRow, DatasetVersion, ImportJob, Prompt, Review
+
+    statements = [
+        (DatasetRow, "version_id IN (SELECT id FROM {v} WHERE project_id = %s)"),
+        (DatasetVersion, "project_id = %s"),
+        (Review, "prompt_id IN (SELECT id FROM {p} WHERE project_id = %s)"),
+        (Completion, "prompt_id IN (SELECT id FROM {p} WHERE project_id = %s)"),
+        (Prompt, "project_id = %s"),
+        (ImportJob, "project_id = %s"),
+    ]
+    tables = {"v": DatasetVersion._meta.db_table, "p": Prompt._meta.db_table}
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model, where in statements:
+            cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE {where.format(**tables)}", [project.pk])  # noqa: S608
+        project.delete()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the bench project's rows afterwards.")
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--arg", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        child_main(args.phase, args.target, args.arg)
+        return
+    setup_django()
+    from django.db import connection
+
+    from curation.models import Project
+
+    work = Path(tempfile.mkdtemp(prefix="bench-import-export-"))
+    source = work / "synthetic.jsonl"
+    started = time.perf_counter()
+    generate(source, args.n)
+    print(f"Generated {args.n:,} records ({source.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f}s")
+    project = Project.objects.create(name=f"Bench {time.time():.0f}", slug=f"bench-{time.time_ns()}")
+    results = {"n": args.n, "database": connection.vendor, "file_mb": round(source.stat().st_size / 2**20, 1)}
+    try:
+        results["import"] = run_child("import", project.slug, str(source))
+        results["reimport"] = run_child("import", project.slug, str(source))
+        approve_everything(project)
+        results["freeze"] = run_child("freeze", project.slug, "")
+        version_id = str(results["freeze"]["version_id"])
+        results["export_sft"] = run_child("export", version_id, f"sft:{work / 'sft.jsonl'}")
+        results["export_dpo"] = run_child("export", version_id, f"dpo:{work / 'dpo.jsonl'}")
+    finally:
+        if not args.keep:
+            cleanup(project)
+        for path in work.iterdir():
+            path.unlink()
+        work.rmdir()
+    for name in ("import", "reimport", "freeze", "export_sft", "export_dpo"):
+        r = results[name]
+        print(f"{name:11s} {r['rows']:>9,} rows  {r['seconds']:7.2f}s  {r['rows_per_s']:>9,} rows/s  "
+              f"peak RSS {r['peak_rss_mb']:6.1f} MB (baseline {r['baseline_rss_mb']:.1f} MB)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    stored[connection.vendor] = results  # one entry per database, so SQLite and PostgreSQL runs sit side by side
+    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
+    print(f"Results: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

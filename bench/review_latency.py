@@ -1,0 +1,334 @@
+"""Review latency under load: M simulated annotators against a PostgreSQL project of N completions.
+
+    .venv/bin/python bench/review_latency.py [--completions 1000000] [--prompts-per 4] [--annotators 20]
+                                             [--duration 60] [--browse-clients 2] [--reuse]
+
+Fills ``distillery_bench_review`` (COPY, a few hundred thousand rows a second), starts the app under gunicorn
+(gthread workers, DEBUG off) on loopback, and drives HTTP exactly as the review page does: each annotator
+posts a decision and gets the next item back in the same response (the round trip an annotator waits for);
+every tenth step it reloads the queue (a plain next-item request). Browse clients page through a filtered
+list (pending items with a truncated candidate). Prints requests/s, p50/p95/p99 and errors per kind, checks
+that no item was handed out beyond its overlap, and writes bench/results/review_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "distillery_bench_review"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+PASSWORD = "bench-password-1"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--completions", type=int, default=1_000_000)
+    parser.add_argument("--prompts-per", type=int, default=4, help="completions per prompt (default 4: 250k prompts)")
+    parser.add_argument("--annotators", type=int, default=20)
+    parser.add_argument("--browse-clients", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--overlap", type=int, default=1, help="the project's reviews_required")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds this N")
+    parser.add_argument("--out", default=str(ROOT / "bench/results/review_latency.json"))
+    return parser.parse_args()
+
+
+# --- database ---------------------------------------------------------------------------------------------
+
+
+def prepare_database(args: argparse.Namespace) -> float:
+    """Create (or reuse) the database, migrate, and fill it; returns the seconds the fill took."""
+    import psycopg
+
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if exists and args.reuse and _holds(args.completions):
+            print(f"reusing {DB_NAME} with {args.completions:,} completions")
+            return 0.0
+        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True, env=server_env(args))
+    started = time.perf_counter()
+    fill(args)
+    return time.perf_counter() - started
+
+
+def _holds(completions: int) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(DB_URL) as conn:
+            return conn.execute("SELECT count(*) FROM curation_completion").fetchone()[0] == completions
+    except psycopg.Error:
+        return False
+
+
+def fill(args: argparse.Namespace) -> None:
+    """Users, one project and its members through the ORM; prompts, completions and flags through COPY."""
+    import django
+
+    os.environ["DATABASE_URL"] = DB_URL
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from curation.models import Membership, Project
+
+    project = Project.objects.create(name="Bench", slug="bench", reviews_required=args.overlap,
+                                     guidelines="## Guidelines\n\nPrefer **short, correct** answers.")
+    User = get_user_model()
+    for i in range(args.annotators):
+        user = User.objects.create_user(f"annotator{i}", password=PASSWORD)
+        Membership.objects.create(project=project, user=user, role=Membership.Role.ANNOTATOR)
+    curator = User.objects.create_user("curator", password=PASSWORD)
+    Membership.objects.create(project=project, user=curator, role=Membership.Role.CURATOR)
+    n_prompts = args.completions // args.prompts_per
+    rng = random.Random(0)
+    words = "the a model answer question because therefore result value number list code python step first then".split()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        raw = cursor.connection
+        with raw.cursor().copy(
+            "COPY curation_prompt (id, project_id, messages, text, external_id, metadata, content_hash, status,"
+            " review_count, claimed, needs_adjudication, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for pid in range(1, n_prompts + 1):
+                text = f"Question {pid}: " + " ".join(rng.choices(words, k=12)) + "?"
+                copy.write_row((pid, project.pk, json.dumps([{"role": "user", "content": text}]), text, str(pid), "{}",
+                                f"{pid:064x}", "pending", 0, 0, False, "now", "now"))
+        with raw.cursor().copy(
+            "COPY curation_completion (id, prompt_id, text, text_hash, source, params, finish_reason, length, created_at)"
+            " FROM STDIN"
+        ) as copy, raw.cursor().copy("COPY curation_flag (prompt_id, completion_id, kind, detail, created_at) FROM STDIN") as flags:
+            cid = 0
+            for pid in range(1, n_prompts + 1):
+                for j in range(args.prompts_per):
+                    cid += 1
+                    text = f"Answer {j} to {pid}. " + " ".join(rng.choices(words, k=rng.randint(20, 60)))
+                    cut = rng.random() < 0.05
+                    copy.write_row((cid, pid, text, f"{cid:064x}", f"teacher-{j % 2}", "{}", "length" if cut else "stop",
+                                    len(text), "now"))
+                    if cut:
+                        flags.write_row((pid, cid, "truncated", "stopped at the token limit", "now"))
+        for table in ("curation_prompt", "curation_completion"):
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        cursor.execute("ANALYZE")
+    rate = (n_prompts + args.completions) / (time.perf_counter() - started)
+    print(f"filled {n_prompts:,} prompts and {args.completions:,} completions ({rate:,.0f} rows/s)")
+
+
+# --- the server -------------------------------------------------------------------------------------------
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(os.environ, DATABASE_URL=DB_URL, DJANGO_DEBUG="0", SECRET_KEY="bench-only-secret-key-" + "x" * 40,
+                ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING",
+                DISTILLERY_VAR_DIR=str(ROOT / "var/bench"))
+
+
+def start_server(args: argparse.Namespace) -> subprocess.Popen:
+    gunicorn = ROOT / ".venv/bin/gunicorn"
+    server = subprocess.Popen(
+        [str(gunicorn), "config.wsgi", "-b", f"127.0.0.1:{args.port}", "--workers", str(args.workers),
+         "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
+        cwd=ROOT, env=server_env(args), start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+
+
+# --- the clients ------------------------------------------------------------------------------------------
+
+
+class Session:
+    """One browser's worth of HTTP: a keep-alive connection, its cookies, the CSRF header htmx would send."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: dict | None = None, htmx: bool = True) -> tuple[int, str]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if htmx:
+            headers["HX-Request"] = "true"
+        if "csrftoken" in self.cookies:
+            headers["X-CSRFToken"] = self.cookies["csrftoken"]
+        data = None
+        if body is not None:
+            data = urlencode(body)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()  # a dropped keep-alive connection: reconnect once
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        return response.status, response.read().decode("utf-8", "replace")
+
+    def login(self, username: str) -> None:
+        _, page = self.request("GET", "/accounts/login/", htmx=False)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        status, _ = self.request("POST", "/accounts/login/", {"username": username, "password": PASSWORD,
+                                                              "csrfmiddlewaretoken": token}, htmx=False)
+        if status != 302:
+            raise RuntimeError(f"login of {username} failed: {status}")
+
+
+ITEM = re.compile(r'data-prompt="(\d+)"')
+VERSION = re.compile(r'name="version" value="(\d+)"')
+CANDIDATE = re.compile(r'class="cand[^"]*" data-id="(\d+)"')
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.samples: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+
+    def add(self, kind: str, seconds: float, ok: bool) -> None:
+        with self.lock:
+            self.samples.setdefault(kind, []).append(seconds)
+            if not ok:
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+def annotate(username: str, port: int, stop: float, recorder: Recorder, reviewed: list[int]) -> None:
+    rng = random.Random(username)
+    session = Session(port)
+    session.login(username)
+    status, page = session.request("GET", "/p/bench/queue/")
+    step = 0
+    while time.monotonic() < stop:
+        item, version = ITEM.search(page), VERSION.search(page)
+        if item is None or version is None:
+            return  # the queue is empty for this annotator
+        candidates = CANDIDATE.findall(page)
+        roll = rng.random()
+        decision = "approve" if roll < 0.7 else "reject" if roll < 0.9 else "skip"
+        ranking = rng.sample(candidates, len(candidates)) if rng.random() < 0.5 else []
+        body = {"decision": decision, "version": version.group(1), "ranking": ",".join(ranking),
+                "chosen": (ranking or candidates)[0] if decision == "approve" else "",
+                "edited_text": "An edited answer." if decision == "approve" and rng.random() < 0.2 else "",
+                "comment": "", "seconds_spent": f"{rng.uniform(5, 40):.1f}"}
+        started = time.perf_counter()
+        status, page = session.request("POST", f"/p/bench/items/{item.group(1)}/review/", body)
+        recorder.add("submit_and_next", time.perf_counter() - started, status == 200)
+        reviewed.append(int(item.group(1)))
+        step += 1
+        if step % 10 == 0:
+            started = time.perf_counter()
+            status, page = session.request("GET", "/p/bench/queue/")
+            recorder.add("next_item", time.perf_counter() - started, status == 200)
+
+
+def browse(port: int, stop: float, recorder: Recorder) -> None:
+    session = Session(port)
+    session.login("curator")
+    query = {"status": "pending", "flag": "truncated"}
+    cursor = None
+    while time.monotonic() < stop:
+        params = {**query, **({"cursor": cursor} if cursor else {})}
+        started = time.perf_counter()
+        status, page = session.request("GET", "/p/bench/browse/?" + urlencode(params))
+        recorder.add("browse_filtered", time.perf_counter() - started, status == 200 and "row-link" in page)
+        found = re.search(r"cursor=(\d+)", page)
+        cursor = found.group(1) if found and cursor is None else None  # first page, then the second, again
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+
+def summarize(recorder: Recorder, elapsed: float) -> dict:
+    report = {}
+    for kind, samples in sorted(recorder.samples.items()):
+        ordered = sorted(samples)
+        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+        report[kind] = {
+            "requests": len(samples), "requests_per_s": len(samples) / elapsed, "errors": recorder.errors.get(kind, 0),
+            "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(samples) * 1000,
+        }
+    return report
+
+
+def overlap_violations(overlap: int) -> int:
+    import psycopg
+
+    with psycopg.connect(DB_URL) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM (SELECT prompt_id FROM curation_review WHERE decision <> 'skip'"
+            " GROUP BY prompt_id HAVING count(*) > %s) AS over", [overlap]
+        ).fetchone()[0]
+
+
+def main() -> None:
+    args = parse_args()
+    fill_seconds = prepare_database(args)
+    server = start_server(args)
+    recorder, reviewed = Recorder(), []
+    try:
+        stop = time.monotonic() + args.duration
+        threads = [threading.Thread(target=annotate, args=(f"annotator{i}", args.port, stop, recorder, reviewed))
+                   for i in range(args.annotators)]
+        threads += [threading.Thread(target=browse, args=(args.port, stop, recorder)) for _ in range(args.browse_clients)]
+        started = time.perf_counter()
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        elapsed = time.perf_counter() - started
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    result = {
+        "completions": args.completions, "prompts": args.completions // args.prompts_per, "annotators": args.annotators,
+        "browse_clients": args.browse_clients, "duration_s": round(elapsed, 1), "overlap": args.overlap,
+        "server": f"gunicorn gthread {args.workers}x{args.threads}", "fill_seconds": round(fill_seconds, 1),
+        "cpu_count": os.cpu_count(), "results": summarize(recorder, elapsed),
+        "items_reviewed": len(reviewed), "overlap_violations": overlap_violations(args.overlap),
+    }
+    print(f"\n{result['completions']:,} completions over {result['prompts']:,} prompts; {args.annotators} annotators, "
+          f"{args.browse_clients} browse clients, {elapsed:.0f} s, {result['server']}")
+    print(f"{'kind':<18}{'req':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for kind, row in result["results"].items():
+        print(f"{kind:<18}{row['requests']:>8}{row['requests_per_s']:>9.1f}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}"
+              f"{row['p99_ms']:>9.1f}{row['errors']:>8}")
+    print(f"items reviewed: {len(reviewed):,}; items reviewed beyond their overlap: {result['overlap_violations']}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

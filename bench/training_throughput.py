@@ -1,0 +1,212 @@
+"""Training throughput: our path (run_training) against a plain TRL SFTTrainer, in one process.
+
+The student is derived once (K of the teacher's layers) and saved; every row then starts from that folder, with
+the same data, batch size, sequence length, learning rate, seed and number of steps. Tokens are real (non-pad)
+input tokens, counted the same way for every row; the first `--warmup` steps are not timed.
+
+Rows: ours padded, ours padding-free; TRL SFTTrainer with its defaults (what `SFTTrainer(model, args=SFTConfig(
+per_device_train_batch_size, max_length, max_steps))` gives: gradient checkpointing on, bf16 autocast), TRL with
+padding-free, and TRL matched to our precision and checkpointing (to show where the difference comes from).
+
+    python bench/training_throughput.py [--teacher var/data/models/smollm2-135m-instruct] [--steps 8]
+    python bench/training_throughput.py --tiny          # a tiny model built in code: checks the bench runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_TEACHER = ROOT / "var" / "data" / "models" / "smollm2-135m-instruct"
+DEMO_FILES = [ROOT / "demo" / "demo_outputs.jsonl", ROOT / "demo" / "placeholder_outputs.jsonl"]
+RESULTS = ROOT / "bench" / "results" / "training_throughput.json"
+
+
+def sft_rows(path: Path | None, count: int) -> list[dict]:
+    """SFT rows from an export (messages), or from the demo outputs (prompt + first candidate)."""
+    candidates = [path] if path else [p for p in DEMO_FILES if p.exists()]
+    if not candidates:
+        sys.exit("no data: pass --data FILE (an SFT export) or generate demo/demo_outputs.jsonl")
+    rows = []
+    with candidates[0].open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if "messages" not in row:
+                row = {"messages": [{"role": "user", "content": row["prompt"]},
+                                    {"role": "assistant", "content": row["completions"][0]["text"]}]}
+            rows.append(row)
+    while len(rows) < count:  # repeat a small file so every step has a full batch
+        rows += rows
+    print(f"data: {candidates[0].relative_to(ROOT) if candidates[0].is_relative_to(ROOT) else candidates[0]}")
+    return rows[:count]
+
+
+class StepTimer:
+    """Wall time and real-token count at the end of every step."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                timer.marks = [(0, time.perf_counter(), state.num_input_tokens_seen)]
+
+            def on_step_end(self, args, state, control, **kwargs):
+                timer.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen))
+
+        self.callback = _Callback()
+        self.marks: list[tuple[int, float, int]] = []
+
+    def figures(self, warmup: int) -> dict:
+        (_, t0, n0), (steps, t1, n1) = self.marks[warmup], self.marks[-1]
+        seconds = t1 - t0
+        return {"timed_steps": steps - warmup, "seconds": round(seconds, 2), "tokens": n1 - n0,
+                "tokens_per_second": round((n1 - n0) / seconds, 1), "seconds_per_step": round(seconds / (steps - warmup), 3)}
+
+
+def run_ours(args, student: Path, data: Path, out: Path, packing: bool) -> dict:
+    from training.ml.config import TrainConfig
+    from training.ml.run import run_training
+
+    config = TrainConfig(
+        method="sft", student_source="folder", student_path=str(student), train_file=str(data),
+        output_dir=str(out), max_steps=args.steps + args.warmup, per_device_batch_size=args.batch,
+        max_seq_len=args.seq_len, learning_rate=args.lr, seed=0, save_steps=10**6, logging_steps=10**6,
+        warmup_ratio=0.0, packing=packing, resume=False,
+    )
+    timer = StepTimer()
+    result = run_training(config, callbacks=[timer.callback])
+    return {**timer.figures(args.warmup), "train_loss": result.train_loss}
+
+
+def run_trl(args, student: Path, rows: list[dict], out: Path, **settings) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from training.ml.trainers import TokenCountMixin
+
+    class CountingSFTTrainer(TokenCountMixin, SFTTrainer):
+        """Counts tokens exactly as our trainer does; the training itself is TRL's."""
+
+    dataset = Dataset.from_list(
+        [{"prompt": row["messages"][:-1], "completion": row["messages"][-1:]} for row in rows]
+    )
+    settings.setdefault("max_length", args.seq_len)
+    sft_args = SFTConfig(
+        output_dir=str(out), per_device_train_batch_size=args.batch,
+        max_steps=args.steps + args.warmup, learning_rate=args.lr, seed=0, data_seed=0, save_strategy="no",
+        logging_steps=10**6, report_to="none", disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+        dataloader_pin_memory=torch.cuda.is_available(), **settings,
+    )
+    timer = StepTimer()
+    trainer = CountingSFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32), args=sft_args,
+        train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(student), callbacks=[timer.callback],
+    )
+    output = trainer.train()
+    return {**timer.figures(args.warmup), "train_loss": output.training_loss}
+
+
+def prepare(args, work: Path) -> tuple[Path, Path, list[dict], dict]:
+    """Derive and save the student once; write the SFT file both paths read."""
+    from training.ml.student import count_params, derive_student, load_causal_lm, load_tokenizer
+
+    teacher_path = Path(args.teacher)
+    if args.tiny:
+        from tests.tiny import save_tiny_model
+
+        teacher_path = save_tiny_model(work / "teacher", layers=6, hidden=128)
+    elif not (teacher_path / "config.json").exists():
+        sys.exit(f"no model folder at {teacher_path}: build it with `make demo-model`, or run with --tiny")
+    teacher = load_causal_lm(teacher_path)
+    keep = min(args.keep_layers, teacher.config.num_hidden_layers)
+    student, kept = derive_student(teacher, keep)
+    folder = work / "student"
+    student.save_pretrained(folder)
+    load_tokenizer(teacher_path).save_pretrained(folder)
+    info = {"teacher": str(teacher_path), "teacher_params": count_params(teacher),
+            "student_params": count_params(student), "kept_layers": kept}
+    del teacher, student
+    rows = sft_rows(Path(args.data) if args.data else None, args.batch * (args.steps + args.warmup))
+    data = work / "sft.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder, data, rows, info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default=str(DEFAULT_TEACHER))
+    parser.add_argument("--tiny", action="store_true", help="use a tiny model built in code")
+    parser.add_argument("--data", help="an SFT export JSONL (default: the demo outputs)")
+    parser.add_argument("--keep-layers", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--only", nargs="*", help="row names to run (default: all)")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    import torch
+
+    rows_to_run = {
+        "ours": lambda: run_ours(args, student, data, work / "ours", packing=False),
+        "ours_padding_free": lambda: run_ours(args, student, data, work / "ours_pf", packing=True),
+        "trl_defaults": lambda: run_trl(args, student, rows, work / "trl"),
+        # TRL refuses padding-free with max_length unless it packs; the demo rows are far shorter than seq_len.
+        "trl_padding_free": lambda: run_trl(args, student, rows, work / "trl_pf", padding_free=True, max_length=None),
+        "trl_matched": lambda: run_trl(args, student, rows, work / "trl_m", gradient_checkpointing=False, bf16=False),
+    }
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        work = Path(tmp)
+        student, data, rows, info = prepare(args, work)
+        print(f"student: {info['student_params']:,} params ({info['kept_layers']}), teacher {info['teacher_params']:,}")
+        for name, run in rows_to_run.items():
+            if args.only and name not in args.only:
+                continue
+            results[name] = run()
+            print(f"{name:18s} {results[name]['tokens_per_second']:9.1f} tokens/s  "
+                  f"{results[name]['seconds_per_step']:.3f} s/step  mean loss {results[name]['train_loss']:.4f}", flush=True)
+            gc.collect()
+
+    ratios = {}
+    base = results.get("trl_defaults", {}).get("tokens_per_second")
+    for name in ("ours", "ours_padding_free", "trl_padding_free", "trl_matched"):
+        if base and name in results:
+            ratios[f"{name}_vs_trl_defaults"] = round(results[name]["tokens_per_second"] / base, 3)
+    if "ours_padding_free" in results and "trl_padding_free" in results:
+        ratios["ours_padding_free_vs_trl_padding_free"] = round(
+            results["ours_padding_free"]["tokens_per_second"] / results["trl_padding_free"]["tokens_per_second"], 3)
+    if "ours" in results and "trl_matched" in results:
+        ratios["ours_vs_trl_matched"] = round(
+            results["ours"]["tokens_per_second"] / results["trl_matched"]["tokens_per_second"], 3)
+    for key, value in ratios.items():
+        print(f"{key:40s} {value:.2f}x")
+
+    report = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "model": info, "rows": results,
+              "ratios": ratios, "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+              "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

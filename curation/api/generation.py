@@ -1,0 +1,146 @@
+"""Teachers and generation jobs over the API: ``/api/v1/teachers/`` and ``/api/v1/generation-jobs/``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import Http404
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from config.api import router
+from curation.models import GenerationJob, Membership, Teacher
+from curation.selectors.access import access_project, is_admin, projects_visible_to
+from curation.selectors.generation import (
+    access_generation_job,
+    generation_jobs_visible_to,
+    job_is_stale,
+    job_percent,
+    teacher_lookup,
+)
+from curation.services.generation import (
+    generation_job_cancel,
+    generation_job_create,
+    generation_job_resume,
+    teacher_register,
+)
+
+CURATOR = Membership.Role.CURATOR
+
+
+class TeacherSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # A plain string: URL validation refuses dotless hosts such as http://vllm:8000/v1; the service checks it.
+    base_url = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    class Meta:
+        model = Teacher
+        fields = ["id", "name", "kind", "project", "model_path", "gguf_file", "base_url", "model_name",
+                  "api_key_env", "default_params", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        # Shape only: the service validates, and answers for existing names by updating them.
+        validators = []
+
+
+class TeacherRegisterSerializer(TeacherSerializer):
+    project = serializers.SlugField(required=False, allow_null=True, default=None)
+
+
+class TeacherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = TeacherSerializer
+    ordering = ["id"]
+
+    def get_queryset(self):
+        visible = projects_visible_to(self.request.user)
+        return Teacher.objects.filter(Q(project__isnull=True) | Q(project__in=visible)).select_related("project")
+
+    def create(self, request):
+        data = TeacherRegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        slug = fields.pop("project")
+        if slug:
+            fields["project"] = access_project(request.user, slug=slug, role=CURATOR)
+        elif not is_admin(request.user):
+            raise PermissionDenied("Only an admin registers a teacher for every project; give a project.")
+        teacher = teacher_register(**fields)
+        return Response(TeacherSerializer(teacher).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    teacher = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    percent = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField(help_text="Running, but its worker stopped sending heartbeats.")
+
+    class Meta:
+        model = GenerationJob
+        fields = ["id", "project", "teacher", "teacher_id", "status", "selection", "n", "temperature", "top_p",
+                  "max_new_tokens", "system_prompt", "seed", "total", "done", "percent", "generated_tokens",
+                  "tokens_per_second", "eta_seconds", "cancel_requested", "stale", "error", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = fields
+
+    def get_percent(self, job: GenerationJob) -> int:
+        return job_percent(job)
+
+    def get_stale(self, job: GenerationJob) -> bool:
+        return job_is_stale(job)
+
+
+class GenerationJobCreateSerializer(serializers.Serializer):
+    project = serializers.SlugField()
+    teacher = serializers.CharField(required=False, help_text="The teacher's name (a project's own comes first).")
+    teacher_id = serializers.IntegerField(required=False)
+    selection = serializers.JSONField(required=False, help_text="{'mode': 'pending'|'all'|'ids'|'filter', ...}")
+    n = serializers.IntegerField(required=False, min_value=1, max_value=32)
+    temperature = serializers.FloatField(required=False, min_value=0)
+    top_p = serializers.FloatField(required=False)
+    max_new_tokens = serializers.IntegerField(required=False, min_value=1)
+    system_prompt = serializers.CharField(required=False, allow_blank=True)
+    seed = serializers.IntegerField(required=False)
+
+    def validate(self, attrs):
+        if ("teacher" in attrs) == ("teacher_id" in attrs):
+            raise serializers.ValidationError("Give exactly one of teacher (a name) or teacher_id.")
+        if "selection" in attrs and not isinstance(attrs["selection"], dict):
+            raise serializers.ValidationError({"selection": "An object, e.g. {'mode': 'pending'}."})
+        return attrs
+
+
+class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = GenerationJobSerializer
+    ordering = ["-id"]
+    filterset_fields = ["status"]
+
+    def get_queryset(self):
+        jobs = generation_jobs_visible_to(self.request.user)
+        if slug := self.request.query_params.get("project"):
+            jobs = jobs.filter(project__slug=slug)
+        return jobs
+
+    def create(self, request):
+        data = GenerationJobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        params = dict(data.validated_data)
+        project = access_project(request.user, slug=params.pop("project"), role=CURATOR)
+        teacher = teacher_lookup(project, name=params.pop("teacher", None), pk=params.pop("teacher_id", None))
+        if teacher is None:
+            raise Http404("No such teacher for this project.")
+        job = generation_job_create(project=project, teacher=teacher, created_by=request.user, **params)
+        return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = generation_job_cancel(job=access_generation_job(request.user, pk=pk, role=CURATOR))
+        return Response(GenerationJobSerializer(job).data)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        job = generation_job_resume(job=access_generation_job(request.user, pk=pk, role=CURATOR))
+        return Response(GenerationJobSerializer(job).data)
+
+
+router.register("teachers", TeacherViewSet, basename="teacher")
+router.register("generation-jobs", GenerationJobViewSet, basename="generation-job")

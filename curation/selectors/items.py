@@ -1,0 +1,106 @@
+"""Reads for one item: what the review page, the history page and adjudication show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch
+from django.http import Http404
+
+from curation.models import Assignment, Completion, CompletionRevision, Flag, Project, Prompt, Review
+
+EVAL_REGRESSION = "eval-regression"
+
+
+@dataclass
+class Item:
+    prompt: Prompt
+    completions: list[Completion]
+    flags: list[Flag]
+    tags: list[str]
+    review: Review | None = None
+    assignment: Assignment | None = None
+    completion_flags: dict[int, list[Flag]] = field(default_factory=dict)
+    posted: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.review.version if self.review else 0
+
+    @property
+    def regressions(self) -> list[Flag]:
+        return [f for f in self.flags if f.kind == EVAL_REGRESSION]
+
+    def state(self) -> dict:
+        """What the page shows: the saved review, overlaid by the autosaved draft, overlaid by what was just posted."""
+        review = self.review
+        state = {
+            "ranking": list(review.ranking) if review else [],
+            "chosen": review.chosen_id if review else None,
+            "edited_text": review.edited_text if review else "",
+            "comment": review.comment if review else "",
+        }
+        if self.assignment and self.assignment.draft:
+            state.update({k: v for k, v in self.assignment.draft.items() if k in state})
+        state.update(self.posted)
+        return state
+
+    def cards(self) -> list[dict]:
+        """Candidates in the annotator's ranking (unranked ones after, in id order), with what each card shows."""
+        state = self.state()
+        position = {cid: i for i, cid in enumerate(state["ranking"] or [])}
+        ordered = sorted(self.completions, key=lambda c: (position.get(c.id, len(position)), c.id))
+        return [
+            {
+                "completion": c,
+                "letter": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[self.completions.index(c) % 26],
+                "rank": position[c.id] + 1 if c.id in position else None,
+                "chosen": c.id == state["chosen"],
+                "flags": self.completion_flags.get(c.id, []),
+            }
+            for c in ordered
+        ]
+
+
+def item_get(*, project: Project, prompt_id: int, user) -> Item:
+    """The item with everything the review page shows, and the user's own review and assignment."""
+    prompt = (
+        Prompt.objects.filter(project=project, pk=prompt_id)
+        .prefetch_related(
+            Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id")),
+            Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id")),
+            "tags",
+        )
+        .first()
+    )
+    if prompt is None:
+        raise Http404("No such item in this project.")
+    flags = list(prompt.flags.all())
+    completion_flags: dict[int, list[Flag]] = {}
+    for flag in flags:
+        if flag.completion_id:
+            completion_flags.setdefault(flag.completion_id, []).append(flag)
+    return Item(
+        prompt=prompt,
+        completions=list(prompt.completions.all()),
+        flags=[f for f in flags if not f.completion_id],
+        tags=sorted(t.name for t in prompt.tags.all()),
+        review=Review.objects.filter(prompt=prompt, annotator=user).first(),
+        assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first(),
+        completion_flags=completion_flags,
+    )
+
+
+def item_reviews(prompt: Prompt) -> list[Review]:
+    """Everyone's current reviews of the item, for curators (adjudication and history)."""
+    return list(
+        prompt.reviews.filter(superseded=False).select_related("annotator", "chosen").order_by("is_adjudication", "id")
+    )
+
+
+def item_revisions(prompt: Prompt) -> list[CompletionRevision]:
+    return list(
+        CompletionRevision.objects.filter(completion__prompt=prompt)
+        .select_related("author", "review__annotator", "completion")
+        .order_by("created_at", "id")
+    )

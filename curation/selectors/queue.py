@@ -1,0 +1,79 @@
+"""Which item an annotator gets next.
+
+The review queue hands out prompts that still need reviews, honouring the project's overlap
+(``reviews_required``): a prompt is offered while ``review_count + claimed`` (decisive reviews plus open
+assignments) is below it, and never to someone who already reviewed it.
+
+Concurrency: on PostgreSQL the candidate row is taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two
+annotators asking at the same moment get different rows instead of queueing on one lock; and because the
+overlap test reads only columns of that row, PostgreSQL re-checks it on the newest row version once the lock
+is held (READ COMMITTED's EvalPlanQual), so a stale snapshot cannot over-assign. SQLite has no row locks:
+there the ``IMMEDIATE`` transaction mode (settings) takes the database write lock at BEGIN, which serialises
+the whole hand-out. Django drops ``FOR UPDATE`` on SQLite, so one query serves both.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, QuerySet
+
+from curation.models import Assignment, Completion, Project, Prompt, Review
+
+
+def assignment_ttl() -> timedelta:
+    """An item nobody touched for this long goes back to the queue (its annotator can still save it)."""
+    return timedelta(seconds=getattr(settings, "CURATION_ASSIGNMENT_TTL_SECONDS", 3600))
+
+
+def open_assignment(*, project: Project, annotator) -> Assignment | None:
+    """The item this annotator holds already: reloading the queue resumes it instead of taking another."""
+    return (
+        Assignment.objects.filter(annotator=annotator, prompt__project=project)
+        .select_related("prompt")
+        .order_by("id")
+        .first()
+    )
+
+
+def _open_prompts(project: Project, annotator) -> QuerySet[Prompt]:
+    mine = Review.objects.filter(prompt=OuterRef("pk"), annotator=annotator, superseded=False)
+    has_candidates = Completion.objects.filter(prompt=OuterRef("pk"))
+    return (
+        Prompt.objects.filter(project=project)
+        .alias(load=F("review_count") + F("claimed"))
+        .filter(load__lt=project.reviews_required)
+        .filter(Exists(has_candidates))
+        .exclude(Exists(mine))
+    )
+
+
+def queue_candidate(*, project: Project, annotator) -> Prompt | None:
+    """The next prompt for ``annotator``, locked. Call inside ``transaction.atomic()``.
+
+    With overlap above one, prompts other annotators started come first, so items reach their quota of
+    reviews (and a decision) instead of everyone starting new ones.
+    """
+    statuses = [Prompt.Status.PENDING]
+    if project.reviews_required > 1:
+        statuses.insert(0, Prompt.Status.IN_REVIEW)
+    for status in statuses:
+        prompt = (
+            _open_prompts(project, annotator)
+            .filter(status=status)
+            .select_for_update(skip_locked=True)
+            .order_by("id")
+            .first()
+        )
+        if prompt is not None:
+            return prompt
+    return None
+
+
+def queue_remaining(*, project: Project, annotator) -> int:
+    """Roughly how many items are left for this annotator (shown as a hint; capped so it stays cheap)."""
+    ids = _open_prompts(project, annotator).filter(
+        status__in=[Prompt.Status.PENDING, Prompt.Status.IN_REVIEW]
+    ).values("id")[:1000]
+    return Prompt.objects.filter(id__in=ids).count()

@@ -1,0 +1,279 @@
+"""Teachers and generation jobs: register a teacher, queue a job, run it in a worker, cancel, resume.
+
+The run happens in a Celery worker (``curation.tasks.generation_run``) outside any transaction:
+the model works for minutes while each finished prompt is stored, with the job's progress, in
+its own short transaction. Cancel is a flag the run reads after every prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from curation.hashing import text_hash
+from curation.heartbeat import Heartbeat
+from curation.models import Completion, GenerationJob, JobStatus, Project, Prompt, Teacher
+from curation.selectors.generation import (
+    HEARTBEAT_SECONDS,
+    SELECTION_MODES,
+    STALE_AFTER,
+    active_generation_job,
+    job_is_stale,
+    prompts_needing_candidates,
+    selection_prompts,
+)
+from curation.teachers import GenerationParams, LocalTeacher, OpenAICompatibleTeacher, TeacherError
+from curation.teachers.base import Teacher as TeacherClient
+
+logger = logging.getLogger(__name__)
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SAMPLING_KEYS = {"n", "temperature", "top_p", "max_new_tokens", "seed", "system_prompt"}
+RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "timeout", "max_retries"}
+
+
+@transaction.atomic
+def teacher_register(
+    *, name: str, kind: str, project: Project | None = None, model_path: str = "", gguf_file: str = "",
+    base_url: str = "", model_name: str = "", api_key_env: str = "", default_params: dict | None = None,
+) -> Teacher:
+    """Create the teacher, or update the one of that name in the same scope (project or global)."""
+    errors = {}
+    if kind == Teacher.Kind.LOCAL and not model_path:
+        errors["model_path"] = "A local teacher needs a model folder or a .gguf file."
+    if kind == Teacher.Kind.OPENAI:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            errors["base_url"] = "Give the server's base URL, e.g. http://localhost:8000/v1."
+        if not model_name:
+            errors["model_name"] = "Give the model name the server expects."
+    if api_key_env and not ENV_NAME.match(api_key_env):
+        errors["api_key_env"] = "Give the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key."
+    unknown = set(default_params or {}) - SAMPLING_KEYS - RUNTIME_KEYS
+    if unknown:
+        errors["default_params"] = f"Unknown settings: {', '.join(sorted(unknown))}."
+    if errors:
+        raise ValidationError(errors)
+    teacher = Teacher.objects.filter(project=project, name=name).first() or Teacher(project=project, name=name)
+    for field, value in {
+        "kind": kind, "model_path": model_path, "gguf_file": gguf_file, "base_url": base_url,
+        "model_name": model_name, "api_key_env": api_key_env, "default_params": default_params or {},
+    }.items():
+        setattr(teacher, field, value)
+    # Uniqueness was handled by the lookup above. URLField's validator refuses hosts without a dot
+    # (http://vllm:8000/v1 in a compose network), so base_url was checked by hand instead.
+    teacher.full_clean(exclude=["base_url"], validate_constraints=False)
+    teacher.save()
+    return teacher
+
+
+def teacher_source(teacher: Teacher) -> str:
+    """The model name stored on every completion this teacher writes."""
+    return teacher.model_name or teacher.name
+
+
+def teacher_client(teacher: Teacher) -> TeacherClient:
+    options = teacher.default_params or {}
+    if teacher.kind == Teacher.Kind.LOCAL:
+        path = Path(teacher.model_path) / teacher.gguf_file if teacher.gguf_file else Path(teacher.model_path)
+        # Relative paths live in the data dir, so a registered teacher survives moving the data dir.
+        path = path if path.is_absolute() else Path(settings.DATA_DIR) / path
+        threads = options.get("threads")
+        return LocalTeacher(path, source=teacher_source(teacher), batch_size=int(options.get("batch_size", 8)),
+                            device=options.get("device", "cpu"), threads=int(threads) if threads else None)
+    return OpenAICompatibleTeacher(
+        base_url=teacher.base_url, model=teacher.model_name, api_key_env=teacher.api_key_env,
+        source=teacher_source(teacher), concurrency=int(options.get("concurrency", 4)),
+        timeout=float(options.get("timeout", 120)), max_retries=int(options.get("max_retries", 5)),
+    )
+
+
+def _clean_selection(selection: dict | None) -> dict:
+    selection = dict(selection or {"mode": "pending"})
+    mode = selection.setdefault("mode", "pending")
+    if mode not in SELECTION_MODES:
+        raise ValidationError({"selection": f"Unknown mode '{mode}'. Use one of: {', '.join(SELECTION_MODES)}."})
+    if mode == "ids":
+        ids = selection.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+            raise ValidationError({"selection": "Mode 'ids' needs a non-empty list of prompt ids."})
+    if mode == "filter" and selection.get("status") and selection["status"] not in Prompt.Status.values:
+        raise ValidationError({"selection": f"Unknown status '{selection['status']}'."})
+    return selection
+
+
+def job_params(job: GenerationJob) -> GenerationParams:
+    return GenerationParams(
+        n=job.n, temperature=job.temperature, top_p=job.top_p, max_new_tokens=job.max_new_tokens,
+        seed=job.seed, system_prompt=job.system_prompt,
+        logprobs=bool(job.teacher.default_params.get("logprobs", False)),
+    )
+
+
+def _enqueue(job: GenerationJob) -> None:
+    from curation.tasks import generation_run
+
+    transaction.on_commit(lambda: generation_run.delay(job.pk))
+
+
+@transaction.atomic
+def generation_job_create(
+    *, project: Project, teacher: Teacher, created_by=None, selection: dict | None = None,
+    n: int | None = None, temperature: float | None = None, top_p: float | None = None,
+    max_new_tokens: int | None = None, system_prompt: str | None = None, seed: int | None = None,
+    enqueue: bool = True,
+) -> GenerationJob:
+    """Queue a job. Unset parameters come from the teacher's defaults, then the project, then the model."""
+    if teacher.project_id not in (None, project.pk):
+        raise ValidationError({"teacher": f"The teacher '{teacher.name}' belongs to another project."})
+    defaults = teacher.default_params or {}
+    given = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
+             "system_prompt": system_prompt, "seed": seed}
+    fallback = {"n": project.candidates_per_prompt, "system_prompt": project.system_prompt}
+    field_default = {name: GenerationJob._meta.get_field(name).default for name in given}
+    values = {name: next(v for v in (given[name], defaults.get(name), fallback.get(name), field_default[name])
+                         if v is not None) for name in given}
+    try:
+        GenerationParams(**values)
+    except ValueError as error:
+        raise ValidationError({"params": str(error)}) from None
+    selection = _clean_selection(selection)
+    _check_no_active_job(project)
+    job = GenerationJob.objects.create(
+        project=project, teacher=teacher, created_by=created_by, selection=selection,
+        total=selection_prompts(project, selection).count(), **values,
+    )
+    if enqueue:
+        _enqueue(job)
+    return job
+
+
+def _check_no_active_job(project: Project) -> None:
+    # A job whose worker died would block the project forever: mark it failed first.
+    generation_jobs_fail_stale()
+    active = active_generation_job(project)
+    if active is not None:
+        raise ValidationError(f"Generation job #{active.pk} is still {active.status} in this project; "
+                              "cancel it or wait for it to finish.")
+
+
+def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
+    """A queued (or abandoned) job is cancelled at once; a running one stops after its current batch."""
+    now = timezone.now()
+    jobs = GenerationJob.objects.filter(pk=job.pk)
+    stopped = jobs.filter(status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=now)
+    if not stopped and job_is_stale(job):
+        stopped = jobs.filter(status=JobStatus.RUNNING).update(status=JobStatus.CANCELLED, finished_at=now)
+    if not stopped and not jobs.filter(status=JobStatus.RUNNING).update(cancel_requested=True):
+        raise ValidationError("This job has already finished.")
+    job.refresh_from_db()
+    return job
+
+
+@transaction.atomic
+def generation_job_resume(*, job: GenerationJob, enqueue: bool = True) -> GenerationJob:
+    """Queue a cancelled or failed job again; prompts it already answered are skipped."""
+    generation_jobs_fail_stale()
+    job.refresh_from_db()
+    if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
+        raise ValidationError(f"Only a cancelled or failed job can be resumed; this one is {job.status}.")
+    _check_no_active_job(job.project)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.QUEUED, cancel_requested=False, error="", finished_at=None, eta_seconds=None
+    )
+    job.refresh_from_db()
+    if enqueue:
+        _enqueue(job)
+    return job
+
+
+def generation_jobs_fail_stale() -> int:
+    """Running jobs without a recent heartbeat lost their worker; they fail and can be resumed."""
+    return GenerationJob.objects.filter(
+        status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER
+    ).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(),
+        error="The worker running this job stopped (killed or out of memory). Resume it to continue.",
+    )
+
+
+def generation_job_run(*, job_id: int) -> str | None:
+    """Claim a queued job, generate, store as it goes. Returns the final status (None: not claimed)."""
+    now = timezone.now()
+    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
+    )
+    if not claimed:
+        logger.info("generation job %s is not queued any more; nothing to do", job_id)
+        return None
+    job = GenerationJob.objects.select_related("project", "teacher").get(pk=job_id)
+    try:
+        with Heartbeat(GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING), every=HEARTBEAT_SECONDS):
+            status, error = _generate(job), ""
+    except TeacherError as exc:
+        status, error = JobStatus.FAILED, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the job row must say what happened, whatever it was
+        logger.exception("generation job %s failed", job_id)
+        status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=status, error=error, finished_at=timezone.now(), eta_seconds=None
+    )
+    return status
+
+
+def _generate(job: GenerationJob) -> str:
+    client = teacher_client(job.teacher)
+    params = job_params(job)
+    todo = prompts_needing_candidates(job.project, job.selection, source=client.source, n=job.n)
+    total = selection_prompts(job.project, job.selection).count()
+    skipped = total - len(todo)
+    GenerationJob.objects.filter(pk=job.pk).update(total=total, done=skipped, tokens_per_second=0, eta_seconds=None)
+    if not todo:
+        return JobStatus.SUCCEEDED
+    client.load()  # before the clock starts: tokens/s should measure generation, not loading
+    started, tokens = time.monotonic(), 0
+    results = client.generate([prompt.messages for prompt in todo], params)
+    try:
+        for count, result in enumerate(results, start=1):
+            prompt = todo[result.index]
+            tokens += result.completion_tokens
+            elapsed = max(time.monotonic() - started, 1e-6)
+            progress = {
+                "done": skipped + count, "generated_tokens": F("generated_tokens") + result.completion_tokens,
+                "tokens_per_second": tokens / elapsed, "eta_seconds": (len(todo) - count) * elapsed / count,
+                "heartbeat_at": timezone.now(),
+            }
+            with transaction.atomic():
+                _store(job, prompt.pk, result.candidates[: job.n - prompt.have], client.source, params)
+                # One UPDATE writes progress and reads the cancel flag: 0 rows means cancel was asked for.
+                going_on = GenerationJob.objects.filter(pk=job.pk, cancel_requested=False).update(**progress)
+                if not going_on:
+                    GenerationJob.objects.filter(pk=job.pk).update(**progress)
+                    return JobStatus.CANCELLED
+    finally:
+        results.close()  # stops a local model before its next batch, drops queued HTTP requests
+    return JobStatus.SUCCEEDED
+
+
+def _store(job: GenerationJob, prompt_id: int, candidates: list, source: str, params: GenerationParams) -> None:
+    stored_params = {**params.as_dict(), "teacher": job.teacher.name, "generation_job": job.pk}
+    Completion.objects.bulk_create(
+        [
+            Completion(
+                prompt_id=prompt_id, text=c.text, text_hash=text_hash(c.text), source=source,
+                params=stored_params, finish_reason=c.finish_reason, logprobs=c.logprobs, length=len(c.text),
+            )
+            for c in candidates
+            if c.text  # an empty answer is nothing to curate; the prompt stays due for a re-run
+        ],
+        ignore_conflicts=True,  # a sample equal to an existing answer adds nothing
+    )

@@ -1,0 +1,294 @@
+"""Importing teacher outputs: one service behind the command, the API and the upload page.
+
+The file is streamed record by record (``curation.importers``) and written in batches: per batch, one query
+finds the prompts that exist already, one bulk insert adds the others, one query finds their ids, one finds
+the completions that exist, one bulk insert adds the new ones. Memory stays flat whatever the file size.
+
+All-or-nothing by default: the whole import is one transaction, and after the first invalid line nothing
+more is written (the rest is still read, to report every bad line). With ``skip_invalid`` each batch commits
+on its own and the rejected lines go to a JSON-lines file with their reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from curation.bulk import insert_rows, to_json
+from curation.hashing import messages_hash, text_hash
+from curation.importers import FileError, Invalid, Record, read_records
+from curation.importers.lines import MAX_LINE_BYTES
+from curation.models import Completion, ImportJob, JobStatus, Project, Prompt
+
+BATCH_SIZE = 2000
+MAX_ERRORS_KEPT = 1000
+STALE_AFTER = timedelta(hours=2)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    imported: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    new_prompts: int = 0
+    new_completions: int = 0
+
+
+def import_file(
+    *,
+    project: Project,
+    path: Path | str,
+    format: str = "auto",  # noqa: A002 - the word users see on every door
+    skip_invalid: bool = False,
+    batch_input: Path | str | None = None,
+    rejects_path: Path | str | None = None,
+    job: ImportJob | None = None,
+    created_by=None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ImportJob:
+    """Import ``path`` into ``project``; the returned job (created unless given) holds counts and errors.
+
+    Bad data does not raise: the job ends ``failed`` with its reasons. Unexpected errors fail the job and raise.
+    """
+    if format not in ImportJob.Format.values:
+        raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
+    path = Path(path)
+    if job is None:
+        job = ImportJob.objects.create(
+            project=project, created_by=created_by, original_name=str(path)[-255:], format=format,
+            skip_invalid=skip_invalid, status=JobStatus.RUNNING, started_at=timezone.now(),
+        )
+    rejects = _Rejects(Path(rejects_path) if rejects_path else _default_rejects_path(job))
+    try:
+        with read_records(path, format, batch_input=batch_input, max_line_bytes=max_line_bytes) as (detected, records):
+            job.detected_format = detected
+            if skip_invalid:
+                counts = _import_batches(project, records, job, rejects)
+            else:
+                counts = _import_all_or_nothing(project, records, job)
+    except FileError as exc:
+        return _finish(job, JobStatus.FAILED, Counts(), str(exc))
+    except Exception as exc:
+        _finish(job, JobStatus.FAILED, Counts(), f"The import stopped on an unexpected error: {exc!r}")
+        raise
+    finally:
+        rejects.close()
+    job.rejects_path = str(rejects.path) if rejects.count else ""
+    return _finish(job, *_outcome(counts, skip_invalid, rejects))
+
+
+def _import_all_or_nothing(project: Project, records, job: ImportJob) -> Counts:
+    counts, batch = Counts(), []
+    with transaction.atomic():
+        for item in records:
+            counts.read += 1
+            if isinstance(item, Invalid):
+                _note_invalid(job, counts, item)
+                batch.clear()  # nothing more is written: the transaction will be rolled back
+                continue
+            if counts.invalid:
+                continue
+            batch.append(item)
+            if len(batch) >= BATCH_SIZE:
+                _write_batch(project, batch, counts)
+        if batch and not counts.invalid:
+            _write_batch(project, batch, counts)
+        if counts.invalid:
+            transaction.set_rollback(True)
+    return counts
+
+
+def _import_batches(project: Project, records, job: ImportJob, rejects: _Rejects) -> Counts:
+    counts, batch = Counts(), []
+    for item in records:
+        counts.read += 1
+        if isinstance(item, Invalid):
+            _note_invalid(job, counts, item)
+            rejects.write(item)
+            continue
+        batch.append(item)
+        if len(batch) >= BATCH_SIZE:
+            with transaction.atomic():
+                _write_batch(project, batch, counts)
+    if batch:
+        with transaction.atomic():
+            _write_batch(project, batch, counts)
+    return counts
+
+
+def _write_batch(project: Project, batch: list[Record], counts: Counts) -> None:
+    """Insert the batch's new prompts and completions; count each record as imported or duplicate."""
+    by_hash: dict[str, Record] = {}
+    hashes = []
+    for record in batch:
+        digest = messages_hash(record.messages)
+        hashes.append(digest)
+        by_hash.setdefault(digest, record)
+    ids = dict(Prompt.objects.filter(project=project, content_hash__in=list(by_hash)).values_list("content_hash", "id"))
+    have = set()
+    if ids:
+        have = set(Completion.objects.filter(prompt_id__in=list(ids.values())).values_list("prompt_id", "text_hash"))
+    fresh = [digest for digest in by_hash if digest not in ids]
+    if fresh:
+        insert_rows(Prompt, PROMPT_FIELDS, [_prompt_row(project, digest, by_hash[digest]) for digest in fresh])
+        ids.update(Prompt.objects.filter(project=project, content_hash__in=fresh).values_list("content_hash", "id"))
+        counts.new_prompts += len(fresh)
+    created = set(fresh)
+    completions = []
+    for record, digest in zip(batch, hashes, strict=True):
+        prompt_id = ids[digest]
+        added = digest in created
+        created.discard(digest)  # a later record with the same prompt did not create it
+        for candidate in record.candidates:
+            key = (prompt_id, text_hash(candidate.text))
+            if key in have:
+                continue
+            have.add(key)
+            completions.append(_completion_row(prompt_id, key[1], candidate))
+            added = True
+        if added:
+            counts.imported += 1
+        else:
+            counts.duplicate += 1
+    insert_rows(Completion, COMPLETION_FIELDS, completions)
+    counts.new_completions += len(completions)
+    batch.clear()
+
+
+PROMPT_FIELDS = ("project", "messages", "text", "content_hash", "external_id", "metadata")
+COMPLETION_FIELDS = ("prompt", "text", "text_hash", "source", "params", "finish_reason", "logprobs", "length")
+
+
+def _prompt_row(project: Project, digest: str, record: Record) -> tuple:
+    # The messages are kept as given: a project's system prompt applies at export only where a prompt has none.
+    messages = record.messages
+    return (project.pk, to_json(messages), messages[-1]["content"], digest, record.external_id, to_json(record.metadata))
+
+
+def _completion_row(prompt_id: int, digest: str, candidate) -> tuple:
+    logprobs = None if candidate.logprobs is None else to_json(candidate.logprobs)
+    return (prompt_id, candidate.text, digest, candidate.source, to_json(candidate.params), candidate.finish_reason,
+            logprobs, len(candidate.text))
+
+
+def _note_invalid(job: ImportJob, counts: Counts, item: Invalid) -> None:
+    counts.invalid += 1
+    if len(job.errors) < MAX_ERRORS_KEPT:
+        job.errors.append({"line": item.line, "reason": item.reason})
+
+
+def _outcome(counts: Counts, skip_invalid: bool, rejects: _Rejects) -> tuple[str, Counts, str]:
+    if counts.read == 0:
+        return JobStatus.FAILED, counts, "The file holds no records."
+    if counts.invalid and not skip_invalid:
+        lines = "line" if counts.invalid == 1 else "lines"
+        message = (
+            f"Nothing imported: {counts.invalid} invalid {lines} of {counts.read}. Fix them, or import with "
+            "skip-invalid to import the valid lines and get the rejects in a file."
+        )
+        return JobStatus.FAILED, Counts(read=counts.read, invalid=counts.invalid), message
+    message = (
+        f"{counts.imported} records imported ({counts.new_prompts} new prompts, {counts.new_completions} new "
+        f"completions), {counts.duplicate} duplicates, {counts.invalid} invalid."
+    )
+    if rejects.count:
+        message += f" Rejected lines with their reasons: {rejects.path}"
+    return JobStatus.SUCCEEDED, counts, message
+
+
+def _finish(job: ImportJob, status: str, counts: Counts, message: str) -> ImportJob:
+    job.status, job.message, job.finished_at = status, message, timezone.now()
+    job.read_count, job.imported_count = counts.read, counts.imported
+    job.duplicate_count, job.invalid_count = counts.duplicate, counts.invalid
+    job.save()
+    return job
+
+
+class _Rejects:
+    """The rejects file, created on the first rejected line only."""
+
+    def __init__(self, path: Path):
+        self.path, self.count, self._handle = path, 0, None
+
+    def write(self, item: Invalid) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.count += 1
+        entry = {"line": item.line, "reason": item.reason, "raw": item.raw}
+        self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _default_rejects_path(job: ImportJob) -> Path:
+    return Path(settings.DATA_DIR) / "imports" / "rejects" / f"import-{job.pk}-rejects.jsonl"
+
+
+# --- background imports (the API and the upload page) ---------------------------------------------------
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    project: Project,
+    uploaded_file: UploadedFile,
+    format: str = "auto",  # noqa: A002
+    skip_invalid: bool = False,
+    batch_input_file: UploadedFile | None = None,
+    created_by=None,
+) -> ImportJob:
+    """Store the upload and queue its import on the worker (after commit, so the worker sees the row)."""
+    from curation import tasks  # tasks import this module
+
+    if format not in ImportJob.Format.values:
+        raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
+    if format == ImportJob.Format.OPENAI_BATCH and batch_input_file is None:
+        raise ValidationError({"batch_input_file": "An OpenAI Batch output needs its batch input file."})
+    job = ImportJob(
+        project=project, created_by=created_by, file=uploaded_file, original_name=(uploaded_file.name or "")[-255:],
+        format=format, skip_invalid=skip_invalid, status=JobStatus.QUEUED,
+    )
+    if batch_input_file is not None:
+        job.batch_input_file = batch_input_file
+    job.save()
+    transaction.on_commit(lambda: tasks.import_job_run.delay(job.pk))
+    return job
+
+
+def import_job_run(job_id: int) -> ImportJob | None:
+    """Run a queued job once: the QUEUED -> RUNNING claim is one UPDATE, so a redelivered task does nothing."""
+    import_jobs_fail_stale()
+    claimed = ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    job = ImportJob.objects.select_related("project").get(pk=job_id)
+    return import_file(
+        project=job.project, path=job.file.path, format=job.format, skip_invalid=job.skip_invalid,
+        batch_input=job.batch_input_file.path if job.batch_input_file else None, job=job,
+        created_by=job.created_by,
+    )
+
+
+def import_jobs_fail_stale(*, older_than: timedelta = STALE_AFTER) -> int:
+    """Fail imports whose worker died mid-run: they would otherwise show "running" forever.
+
+    An import writes nothing (all-or-nothing) or whole batches (skip-invalid), so running it again is safe.
+    """
+    return ImportJob.objects.filter(status=JobStatus.RUNNING, started_at__lt=timezone.now() - older_than).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(),
+        message="The worker stopped during this import. Import the file again: nothing is duplicated.",
+    )

@@ -1,0 +1,178 @@
+"""Quality signals computed on import, stored as Flag rows (usable as browse filters and bulk rules).
+
+Per text: truncated (finish reason "length"), repetition (most word 3-grams repeat), refusal phrases, empty or
+very short. Across the project: near-duplicate prompts and near-duplicate completions, found with MinHash and
+locality-sensitive hashing. The LSH band keys are stored (``SimilarityKey``), so every batch is compared with
+all earlier ones through an index lookup, and each candidate pair is confirmed by its exact Jaccard similarity.
+
+MinHash is written here with numpy rather than taken from datasketch: one vectorised pass per batch
+hashes every shingle of every text at once, which is what keeps this cheap enough to run after each
+import batch; the hashes must also be stable across processes (Python's ``hash`` is salted), hence crc32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from functools import lru_cache
+
+import numpy as np
+from django.db import transaction
+
+from curation.models import Completion, Flag, Prompt, SimilarityKey
+
+AUTO_KINDS = ("truncated", "repetition", "refusal", "empty", "short", "near-duplicate")
+BANDS, ROWS = 8, 4  # 32 hash functions; pairs above ~0.6 Jaccard become candidates, confirmed at THRESHOLD
+THRESHOLD = 0.8
+MIN_WORDS_FOR_DUPLICATES = 6  # below this, shingles are too few for similarity to mean anything
+CHUNK = 1000
+_rng = np.random.default_rng(20240611)  # fixed: keys stored yesterday must match keys computed today
+_A = _rng.integers(1, 2**63, size=BANDS * ROWS, dtype=np.uint64) | np.uint64(1)
+_B = _rng.integers(0, 2**63, size=BANDS * ROWS, dtype=np.uint64)
+_WORD = re.compile(r"\w+", re.UNICODE)
+REFUSAL = re.compile(
+    r"\b(i'?m sorry,? but|i am sorry,? but|i apologi[sz]e,? but|i can(?:'|no)?t (?:help|assist|provide|comply|do that)"
+    r"|i(?: am|'m) (?:not able|unable) to|as an ai(?: language model)?|i cannot fulfill|i won'?t be able to)",
+    re.IGNORECASE,
+)
+
+
+def text_flags(text: str, *, finish_reason: str = "") -> list[tuple[str, str]]:
+    """(kind, detail) signals of one text, from the text alone."""
+    flags: list[tuple[str, str]] = []
+    words = _WORD.findall(text.lower())
+    if finish_reason == Completion.FinishReason.LENGTH:
+        flags.append(("truncated", "stopped at the token limit"))
+    if not text.strip():
+        return [*flags, ("empty", "no text")]
+    if len(words) < 3 or len(text.strip()) < 10:
+        flags.append(("short", f"{len(words)} words"))
+    if len(words) >= 20:
+        grams = list(zip(words, words[1:], words[2:]))
+        repeated = 1 - len(set(grams)) / len(grams)
+        if repeated >= 0.5:
+            flags.append(("repetition", f"{repeated:.0%} of 3-word sequences repeat"))
+    match = REFUSAL.search(text[:2000])
+    if match:
+        flags.append(("refusal", f"“{match.group(0)}”"))
+    return flags
+
+
+@lru_cache(maxsize=500_000)
+def _word_hash(word: str) -> int:
+    return zlib.crc32(word.encode("utf-8"))
+
+
+def shingles(text: str) -> np.ndarray:
+    """32-bit hashes of the text's word 3-grams (stable across processes)."""
+    words = np.fromiter((_word_hash(w) for w in _WORD.findall(text.lower())), dtype=np.uint64)
+    if len(words) < 3:
+        return words
+    mixed = words[:-2] * np.uint64(0x9E3779B1) + words[1:-1] * np.uint64(0x85EBCA77) + words[2:]
+    return np.unique(mixed & np.uint64(0xFFFFFFFF))
+
+
+def band_keys(shingle_hashes: np.ndarray) -> list[int]:
+    """One LSH key per band: the band's slice of the MinHash signature, hashed with its band number."""
+    hashed = (shingle_hashes[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)  # multiply-shift hashing
+    signature = hashed.min(axis=0).astype(np.uint32)
+    keys = []
+    for band in range(BANDS):
+        digest = hashlib.blake2b(signature[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8, person=bytes([band]) * 8)
+        keys.append(int.from_bytes(digest.digest(), "big", signed=True))
+    return keys
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    if not len(a) or not len(b):
+        return 0.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
+
+
+def quality_flag_prompts(prompt_ids: Iterable[int]) -> int:
+    """(Re)compute the automatic flags of these prompts and their completions; returns the flags written.
+
+    Idempotent: earlier automatic flags and similarity keys of the same prompts are replaced, other flags
+    (evaluation regressions, curators' own) are left alone. Call it after each import or generation batch.
+    """
+    ids = sorted(set(prompt_ids))
+    written = 0
+    for start in range(0, len(ids), CHUNK):
+        written += _flag_chunk(ids[start:start + CHUNK])
+    return written
+
+
+def _flag_chunk(ids: list[int]) -> int:
+    prompts = list(Prompt.objects.filter(id__in=ids).only("id", "project_id", "messages", "text"))
+    completions = list(Completion.objects.filter(prompt_id__in=ids).only("id", "prompt_id", "text", "finish_reason"))
+    flags: list[Flag] = []
+    docs: list[tuple[str, int, int, int | None, str]] = []  # kind, project, prompt, completion, text
+    for prompt in prompts:
+        text = "\n".join(str(m.get("content", "")) for m in prompt.messages if isinstance(m, dict)) or prompt.text
+        flags += [Flag(prompt_id=prompt.id, kind=k, detail=d) for k, d in text_flags(text) if k in ("empty", "short")]
+        docs.append((SimilarityKey.Kind.PROMPT, prompt.project_id, prompt.id, None, text))
+    project_of = {p.id: p.project_id for p in prompts}
+    for c in completions:
+        flags += [Flag(prompt_id=c.prompt_id, completion_id=c.id, kind=k, detail=d)
+                  for k, d in text_flags(c.text, finish_reason=c.finish_reason)]
+        docs.append((SimilarityKey.Kind.COMPLETION, project_of[c.prompt_id], c.prompt_id, c.id, c.text))
+    with transaction.atomic():
+        Flag.objects.filter(prompt_id__in=ids, kind__in=AUTO_KINDS).delete()
+        SimilarityKey.objects.filter(prompt_id__in=ids).delete()
+        flags += _near_duplicates(docs)
+        Flag.objects.bulk_create(flags, batch_size=1000)
+    return len(flags)
+
+
+def _near_duplicates(docs: list[tuple[str, int, int, int | None, str]]) -> list[Flag]:
+    """Store the docs' band keys and flag each doc that nearly repeats an earlier one (lower id)."""
+    sets, keys_of, prompt_of, rows = {}, {}, {}, []
+    groups: dict[tuple[int, str], list[tuple[str, int]]] = defaultdict(list)
+    for kind, project_id, prompt_id, completion_id, text in docs:
+        hashed = shingles(text)
+        if len(hashed) < MIN_WORDS_FOR_DUPLICATES - 2:
+            continue
+        ref = (kind, completion_id or prompt_id)
+        sets[ref], keys_of[ref], prompt_of[ref] = hashed, band_keys(hashed), prompt_id
+        groups[(project_id, kind)].append(ref)
+        rows += [SimilarityKey(project_id=project_id, kind=kind, key=k, prompt_id=prompt_id, completion_id=completion_id)
+                 for k in keys_of[ref]]
+    SimilarityKey.objects.bulk_create(rows, batch_size=2000)
+    candidates: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for (project_id, kind), refs in groups.items():
+        holders: dict[int, set[int]] = defaultdict(set)
+        found = SimilarityKey.objects.filter(
+            project_id=project_id, kind=kind, key__in={k for ref in refs for k in keys_of[ref]}
+        ).values_list("key", "prompt_id", "completion_id")
+        for key, prompt_id, completion_id in found:
+            holders[key].add(completion_id or prompt_id)
+        for ref in refs:
+            for key in keys_of[ref]:
+                candidates[ref] |= {other for other in holders[key] if other < ref[1]}
+    return _confirmed(candidates, sets, prompt_of)
+
+
+def _confirmed(candidates, sets, prompt_of) -> list[Flag]:
+    """Flags for candidate pairs whose exact Jaccard similarity reaches THRESHOLD (the nearest one is named)."""
+    needed = {(ref[0], other) for ref, others in candidates.items() for other in others if (ref[0], other) not in sets}
+    for kind in (SimilarityKey.Kind.PROMPT, SimilarityKey.Kind.COMPLETION):
+        wanted = [other for k, other in needed if k == kind]
+        if kind == SimilarityKey.Kind.PROMPT:
+            texts = {p.id: "\n".join(str(m.get("content", "")) for m in p.messages if isinstance(m, dict)) or p.text
+                     for p in Prompt.objects.filter(id__in=wanted).only("id", "messages", "text")}
+        else:
+            texts = dict(Completion.objects.filter(id__in=wanted).values_list("id", "text"))
+        sets.update({(kind, i): shingles(t) for i, t in texts.items()})
+    flags = []
+    for ref, others in candidates.items():
+        scored = [(jaccard(sets[ref], sets[(ref[0], o)]), o) for o in others if (ref[0], o) in sets]
+        best = max(scored, default=(0.0, None))
+        if best[0] >= THRESHOLD:
+            what = "prompt" if ref[0] == SimilarityKey.Kind.PROMPT else "completion"
+            flags.append(Flag(prompt_id=prompt_of[ref], completion_id=None if what == "prompt" else ref[1],
+                              kind="near-duplicate", detail=f"{best[0]:.0%} similar to {what} #{best[1]}"))
+    return flags

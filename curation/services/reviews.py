@@ -1,0 +1,193 @@
+"""Reviewing: handing out items, saving decisions, edits and drafts, reverting edits.
+
+Every save is guarded by the review's ``version`` (optimistic concurrency): the page posts the version it
+was loaded with, and a save against a review that changed since (another tab, a curator's revert) raises
+``StaleReview`` instead of overwriting it. The prompt row is locked for each write, so counts and status
+are recomputed from the reviews under one lock and never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from curation.models import Assignment, Completion, CompletionRevision, Project, Prompt, Review
+from curation.selectors.queue import assignment_ttl, open_assignment, queue_candidate
+
+Decision = Review.Decision
+
+
+class StaleReview(Exception):
+    """The review changed since the page was loaded; ``current`` is what is stored now."""
+
+    def __init__(self, current: Review | None):
+        super().__init__("This item was changed elsewhere since you opened it.")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class ReviewInput:
+    decision: str
+    version: int
+    ranking: list[int] = field(default_factory=list)
+    chosen_id: int | None = None
+    edited_text: str = ""
+    comment: str = ""
+    seconds_spent: float = 0.0
+
+
+def assignment_next(*, project: Project, annotator) -> Prompt | None:
+    """The item the annotator holds, or a new one taken atomically from the queue; None when nothing is left."""
+    assignments_reclaim_expired(project=project)
+    with transaction.atomic():
+        held = open_assignment(project=project, annotator=annotator)
+        if held is not None:
+            return held.prompt
+        prompt = queue_candidate(project=project, annotator=annotator)
+        if prompt is None:
+            return None
+        Assignment.objects.create(prompt=prompt, annotator=annotator)
+        prompt.claimed += 1
+        prompt.status = Prompt.Status.IN_REVIEW
+        prompt.save(update_fields=["claimed", "status", "updated_at"])
+        return prompt
+
+
+def assignments_reclaim_expired(*, project: Project) -> int:
+    """Put items abandoned for longer than the TTL back in the queue (the annotator's draft stays in the browser)."""
+    cutoff = timezone.now() - assignment_ttl()
+    stale = list(Assignment.objects.filter(prompt__project=project, touched_at__lt=cutoff).values_list("id", "prompt_id"))
+    if not stale:
+        return 0
+    with transaction.atomic():
+        prompts = Prompt.objects.select_for_update().filter(id__in={p for _, p in stale}).order_by("id")
+        Assignment.objects.filter(id__in=[a for a, _ in stale], touched_at__lt=cutoff).delete()
+        for prompt in prompts:
+            prompt_refresh(prompt)
+    return len(stale)
+
+
+def assignment_save_draft(*, prompt: Prompt, annotator, draft: dict) -> bool:
+    """Autosave work in progress on a held item; False when the item is not held (the browser keeps the draft)."""
+    return bool(
+        Assignment.objects.filter(prompt=prompt, annotator=annotator).update(draft=draft, touched_at=timezone.now())
+    )
+
+
+def _validate(prompt: Prompt, data: ReviewInput, completions: dict[int, Completion]) -> tuple[list[int], Completion | None]:
+    if data.decision not in Decision.values:
+        raise ValidationError({"decision": f"Unknown decision '{data.decision}'."})
+    ranking = list(dict.fromkeys(data.ranking))
+    if any(cid not in completions for cid in ranking):
+        raise ValidationError({"ranking": "The ranking names a candidate that is not part of this item."})
+    chosen_id = data.chosen_id
+    if chosen_id is not None and chosen_id not in completions:
+        raise ValidationError({"chosen": "The chosen candidate is not part of this item."})
+    if chosen_id is None and data.decision == Decision.APPROVE:
+        if ranking:
+            chosen_id = ranking[0]
+        elif len(completions) == 1:
+            chosen_id = next(iter(completions))
+        else:
+            raise ValidationError({"chosen": "Pick the best candidate (b) or rank them (1–9) before approving."})
+    if data.edited_text.strip() and chosen_id is None:
+        raise ValidationError({"edited_text": "An edit belongs to a chosen candidate: pick one first."})
+    return ranking, completions.get(chosen_id) if chosen_id is not None else None
+
+
+def review_submit(*, prompt: Prompt, annotator, data: ReviewInput, adjudicate: bool = False) -> Review:
+    """Create or update ``annotator``'s review of ``prompt``; refuse with ``StaleReview`` if it changed meanwhile."""
+    with transaction.atomic():
+        prompt = Prompt.objects.select_for_update().select_related("project").get(pk=prompt.pk)
+        review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
+        if (review.version if review else 0) != data.version:
+            raise StaleReview(review)
+        completions = {c.id: c for c in prompt.completions.all()}
+        ranking, chosen = _validate(prompt, data, completions)
+        before = _effective_text(review, chosen)
+        edited = data.edited_text if chosen is not None and data.edited_text != chosen.text else ""
+        if not edited.strip():
+            edited = ""
+        review = review or Review(prompt=prompt, annotator=annotator, version=0)
+        review.decision, review.ranking, review.chosen = data.decision, ranking, chosen
+        review.edited_text, review.comment = edited, data.comment.strip()
+        review.seconds_spent = max(0.0, min(float(data.seconds_spent), 24 * 3600.0)) + (review.seconds_spent or 0)
+        review.is_adjudication = adjudicate or review.is_adjudication
+        review.superseded = False
+        review.version += 1
+        review.save()
+        after = edited or (chosen.text if chosen else "")
+        if chosen is not None and before is not None and before != after:
+            CompletionRevision.objects.create(
+                completion=chosen, review=review, author=annotator, text_before=before, text_after=after
+            )
+        Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
+        prompt_refresh(prompt)
+        return review
+
+
+def _effective_text(review: Review | None, chosen: Completion | None) -> str | None:
+    """The text of ``chosen`` as this review had it before the save: its edit, or the teacher's original."""
+    if chosen is None:
+        return None
+    if review is not None and review.chosen_id == chosen.id and review.edited_text:
+        return review.edited_text
+    return chosen.text
+
+
+def review_revert(*, revision: CompletionRevision, actor, expected_version: int) -> Review:
+    """Restore the text a revision produced into its review, as a new revision (history only grows)."""
+    if revision.review_id is None:
+        raise ValidationError("This revision's review no longer exists; there is nothing to revert into.")
+    with transaction.atomic():
+        review = Review.objects.select_for_update().select_related("chosen").get(pk=revision.review_id)
+        if review.version != expected_version:
+            raise StaleReview(review)
+        completion = revision.completion
+        current = _effective_text(review, completion) if review.chosen_id == completion.id else completion.text
+        target = revision.text_after
+        review.chosen = completion
+        review.edited_text = "" if target == completion.text else target
+        review.version += 1
+        review.save(update_fields=["chosen", "edited_text", "version", "updated_at"])
+        CompletionRevision.objects.create(
+            completion=completion, review=review, author=actor, text_before=current, text_after=target
+        )
+        prompt_refresh(Prompt.objects.select_for_update().get(pk=review.prompt_id))
+        return review
+
+
+def prompt_refresh(prompt: Prompt) -> None:
+    """Recompute a locked prompt's counts and status from its reviews and assignments.
+
+    Unanimous reviews (same decision and, for approvals, the same chosen candidate) decide the item once
+    ``reviews_required`` of them are in; anything else waits for a curator, whose adjudication is final.
+    """
+    rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
+                .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication"))
+    prompt.review_count = len(rows)
+    prompt.claimed = Assignment.objects.filter(prompt=prompt).count()
+    prompt.needs_adjudication = False
+    required = prompt.project.reviews_required
+    adjudications = [decision for decision, _, is_adj in rows if is_adj]
+    if adjudications:
+        prompt.status = _status_of(adjudications[-1])
+    elif rows and len(rows) >= required:
+        decisions = {decision for decision, _, _ in rows}
+        chosen = {cid for decision, cid, _ in rows if decision == Decision.APPROVE}
+        if len(decisions) == 1 and len(chosen) <= 1:
+            prompt.status = _status_of(decisions.pop())
+        else:
+            prompt.status, prompt.needs_adjudication = Prompt.Status.IN_REVIEW, True
+    elif rows or prompt.claimed:
+        prompt.status = Prompt.Status.IN_REVIEW
+    else:
+        prompt.status = Prompt.Status.PENDING
+    prompt.save(update_fields=["review_count", "claimed", "needs_adjudication", "status", "updated_at"])
+
+
+def _status_of(decision: str) -> str:
+    return Prompt.Status.APPROVED if decision == Decision.APPROVE else Prompt.Status.REJECTED

@@ -1,0 +1,114 @@
+"""Generation on the project page: the form, the job list and a live progress bar per job (htmx polling)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from curation.models import GenerationJob, JobStatus, Membership, Project
+from curation.selectors.access import access_project, user_role
+from curation.selectors.generation import (
+    access_generation_job,
+    generation_jobs_visible_to,
+    job_is_stale,
+    teachers_for_project,
+)
+from curation.services import generation as service
+
+TEMPLATE = "curation/generation/page.html"
+CURATOR = Membership.Role.CURATOR
+
+
+class GenerationForm(forms.Form):
+    teacher = forms.ModelChoiceField(queryset=None, empty_label=None)
+    mode = forms.ChoiceField(label="Prompts", choices=[("pending", "Pending prompts"), ("all", "All prompts")])
+    n = forms.IntegerField(label="Candidates per prompt", min_value=1, max_value=32)
+    temperature = forms.FloatField(min_value=0, max_value=5, initial=0.7)
+    top_p = forms.FloatField(label="top_p", min_value=0.01, max_value=1, initial=0.95)
+    max_new_tokens = forms.IntegerField(label="Max new tokens", min_value=1, max_value=8192, initial=256)
+    seed = forms.IntegerField(initial=0)
+    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        kwargs.setdefault("initial", {"n": project.candidates_per_prompt, "system_prompt": project.system_prompt})
+        super().__init__(*args, **kwargs)
+        self.fields["teacher"].queryset = teachers_for_project(project)
+
+
+def _render(request: HttpRequest, project: Project, *, form: GenerationForm | None = None,
+            status: int = 200) -> HttpResponse:
+    role = user_role(request.user, project)
+    context = {
+        "project": project,
+        "role": role,
+        "form": form or (GenerationForm(project=project) if role == CURATOR else None),
+        "jobs": [_annotate(job) for job in generation_jobs_visible_to(request.user, project)[:10]],
+    }
+    template = f"{TEMPLATE}#panel" if request.htmx else TEMPLATE
+    return render(request, template, context, status=status)
+
+
+def _render_job(request: HttpRequest, job: GenerationJob, *, status: int = 200, error: str = "") -> HttpResponse:
+    context = {"job": _annotate(job), "project": job.project, "role": user_role(request.user, job.project), "error": error}
+    return render(request, f"{TEMPLATE}#job", context, status=status)
+
+
+def _annotate(job: GenerationJob) -> GenerationJob:
+    job.active = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    job.stale = job_is_stale(job)  # shown, and polling stops; the next create or resume marks it failed
+    return job
+
+
+@require_GET
+def generation_panel(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render(request, access_project(request.user, slug=slug))
+
+
+@require_POST
+def generation_start(request: HttpRequest, slug: str) -> HttpResponse:
+    project = access_project(request.user, slug=slug, role=CURATOR)
+    form = GenerationForm(request.POST, project=project)
+    if not form.is_valid():
+        return _render(request, project, form=form, status=422)
+    data = dict(form.cleaned_data)
+    data["selection"] = {"mode": data.pop("mode")}
+    try:
+        service.generation_job_create(project=project, created_by=request.user, **data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _render(request, project, form=form, status=422)
+    return _render(request, project)
+
+
+@require_GET
+def generation_job(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """One job's row; while the job is active the row asks for itself again every two seconds."""
+    return _render_job(request, _job(request, slug, pk))
+
+
+@require_POST
+def generation_job_cancel(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _act(request, _job(request, slug, pk, role=CURATOR), service.generation_job_cancel)
+
+
+@require_POST
+def generation_job_resume(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _act(request, _job(request, slug, pk, role=CURATOR), service.generation_job_resume)
+
+
+def _job(request: HttpRequest, slug: str, pk: int, role: str = Membership.Role.ANNOTATOR) -> GenerationJob:
+    job = access_generation_job(request.user, pk=pk, role=role)
+    if job.project.slug != slug:  # the URL's project must be the job's, or links could leak across projects
+        raise Http404("No such generation job.")
+    return job
+
+
+def _act(request: HttpRequest, job: GenerationJob, action) -> HttpResponse:
+    try:
+        job = action(job=job)
+    except ValidationError as error:
+        return _render_job(request, job, status=422, error=" ".join(error.messages))
+    return _render_job(request, job)

@@ -1,0 +1,135 @@
+"""Run each model in its own child process and follow its progress.
+
+lm-eval keeps memory after a run, so a long-lived worker must never load models
+itself. The child is ``python -m evaluation.harness model CONFIG``; it prints
+progress as marked JSON lines on stdout, writes ``result.json`` or ``error.json``,
+and everything else it prints goes to ``log.txt`` next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import EvaluationCancelled, HarnessError, ModelResult, ModelRunConfig, TaskUnreachable
+
+PROGRESS_MARK = "@@distillery-progress "
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+Progress = Callable[[float, str], None]
+ShouldCancel = Callable[[], bool]
+
+
+def child_env(config: ModelRunConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    if config.offline:
+        env.update(OFFLINE_ENV)
+    env.update(extra or {})
+    return env
+
+
+def run_model_subprocess(
+    config: ModelRunConfig,
+    *,
+    on_progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    env: dict[str, str] | None = None,
+    poll_seconds: float = 0.5,
+) -> ModelResult:
+    """Evaluate one model in a child process; raise ``HarnessError`` with its message."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("result.json", "error.json"):
+        (out / stale).unlink(missing_ok=True)
+    config_path = out / "config.json"
+    config_path.write_text(config.to_json())
+    with (out / "log.txt").open("a", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "evaluation.harness", "model", str(config_path)],
+            cwd=PROJECT_ROOT,
+            env=child_env(config, env),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,  # so a cancel can stop the whole process group
+        )
+        reader = threading.Thread(target=_follow, args=(proc, log, on_progress), daemon=True)
+        reader.start()
+        cancelled = _wait(proc, should_cancel, poll_seconds)
+        reader.join(timeout=5)
+    if cancelled:
+        raise EvaluationCancelled(f"evaluation of {config.model.label} was cancelled")
+    if (out / "result.json").exists() and proc.returncode == 0:
+        return ModelResult.load(out / "result.json")
+    error = out / "error.json"
+    kind = json.loads(error.read_text()).get("type") if error.exists() else ""
+    raise (TaskUnreachable if kind == "TaskUnreachable" else HarnessError)(
+        _failure_message(config, out, proc.returncode)
+    )
+
+
+def _follow(proc: subprocess.Popen, log, on_progress: Progress | None) -> None:
+    for line in proc.stdout:
+        if line.startswith(PROGRESS_MARK):
+            if on_progress:
+                event = json.loads(line[len(PROGRESS_MARK) :])
+                on_progress(event["fraction"], event["message"])
+        else:
+            log.write(line)
+
+
+def _wait(proc: subprocess.Popen, should_cancel: ShouldCancel | None, poll_seconds: float) -> bool:
+    while True:
+        try:
+            proc.wait(timeout=poll_seconds)
+            return False
+        except subprocess.TimeoutExpired:
+            if should_cancel and should_cancel():
+                _stop(proc)
+                return True
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _failure_message(config: ModelRunConfig, out: Path, returncode: int | None) -> str:
+    error = out / "error.json"
+    if error.exists():
+        return json.loads(error.read_text())["message"]
+    if returncode is not None and returncode < 0:
+        signame = signal.Signals(-returncode).name
+        hint = " (out of memory?)" if signame == "SIGKILL" else ""
+        return f"evaluation of {config.model.label} was killed by {signame}{hint}; see {out / 'log.txt'}"
+    tail = (out / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
+    return f"evaluation of {config.model.label} failed (exit {returncode}): " + " | ".join(tail)
+
+
+def evaluate_models(
+    configs: list[ModelRunConfig],
+    *,
+    on_progress: Callable[[int, float, str], None] | None = None,
+    should_cancel: ShouldCancel | None = None,
+    env: dict[str, str] | None = None,
+) -> list[ModelResult]:
+    """Evaluate several models one after another, each in its own process."""
+    results = []
+    for i, config in enumerate(configs):
+        report = (lambda f, m, i=i: on_progress(i, f, m)) if on_progress else None
+        results.append(run_model_subprocess(config, on_progress=report, should_cancel=should_cancel, env=env))
+    return results

@@ -1,0 +1,129 @@
+"""Reads of the evaluation app: who may see which run, the comparison, the regressions, the history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from curation.models import JobStatus, Membership, Project
+from curation.selectors.access import check_role, projects_visible_to
+from evaluation import report
+from evaluation.models import EvaluationRun, EvaluationSample
+from evaluation.services import STALE_AFTER
+
+GEN_TASK = "heldout_gen"
+SORTS = {"gap": "largest gap first", "student": "lowest student score first", "item": "held-out order"}
+
+
+def runs_visible_to(user, project: Project | None = None) -> QuerySet[EvaluationRun]:
+    runs = EvaluationRun.objects.filter(project__in=projects_visible_to(user))
+    if project is not None:
+        runs = runs.filter(project=project)
+    return runs.select_related("project", "dataset_version", "created_by")
+
+
+def access_run(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> EvaluationRun:
+    """The run if the user may act on it with ``role``; 404 for outsiders, 403 for too low a role."""
+    run = EvaluationRun.objects.select_related("project", "dataset_version", "created_by").filter(pk=pk).first()
+    if run is None:
+        raise Http404("No such evaluation run.")
+    check_role(user, run.project, role)
+    return run
+
+
+def run_is_stale(run: EvaluationRun) -> bool:
+    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
+        return False
+    return timezone.now() - run.heartbeat_at > STALE_AFTER
+
+
+@dataclass
+class Comparison:
+    metrics: list[report.MetricRow]
+    models: list[report.ModelRow]
+    chart: dict
+
+
+def run_comparison(run: EvaluationRun) -> Comparison:
+    labels = [m["label"] for m in run.models_spec if m["label"] in run.results]
+    teacher = run.teacher_label if run.teacher_label in run.results else None
+    students = [label for label in labels if label != teacher]
+    rows = report.metric_rows(run.results, teacher, students)
+    return Comparison(rows, report.model_rows(run.results, run.measurements, teacher, labels), report.retention_chart(rows))
+
+
+def sample_metrics(run: EvaluationRun) -> dict[str, list[str]]:
+    """Per task, the metrics a per-example comparison can rank by."""
+    teacher = run.results.get(run.teacher_label or "", {})
+    return {task: sorted(metrics) for task, metrics in teacher.get("metrics", {}).items()}
+
+
+@dataclass
+class Regression:
+    doc_id: int
+    prompt_id: int | None
+    prompt: str
+    reference: str
+    teacher_response: str
+    student_response: str
+    teacher_value: float
+    student_value: float
+    gap: float
+    sent_back_at: datetime | None
+
+
+def regressions(run: EvaluationRun, *, student: str, task: str = GEN_TASK, metric: str = "rougeL",
+                sort: str = "gap") -> list[Regression]:
+    """Held-out items where ``student`` scores worse than the teacher on ``metric``."""
+    teacher = run.teacher_label
+    if teacher is None or student not in run.student_labels:
+        return []
+    found = run.results.get(teacher, {}).get("metrics", {}).get(task, {}).get(metric, {})
+    higher_is_better = found.get("higher_is_better", True) is not False
+    rows = EvaluationSample.objects.filter(run=run, model_label__in=[teacher, student])
+    scored = {(s.model_label, s.doc_id): s for s in rows.filter(task=task)}
+    texts = {(s.model_label, s.doc_id): s for s in rows.filter(task=GEN_TASK)} if task != GEN_TASK else scored
+    items = []
+    for (label, doc_id), mine in scored.items():
+        theirs = scored.get((teacher, doc_id))
+        if label != student or theirs is None:
+            continue
+        t, s = theirs.metrics.get(metric), mine.metrics.get(metric)
+        if t is None or s is None:
+            continue
+        gap = (t - s) if higher_is_better else (s - t)
+        if gap <= 0:
+            continue
+        t_text, s_text = texts.get((teacher, doc_id)), texts.get((student, doc_id))
+        items.append(Regression(
+            doc_id=doc_id, prompt_id=mine.prompt_id, prompt=mine.prompt, reference=mine.target,
+            teacher_response=t_text.response if t_text else "", student_response=s_text.response if s_text else "",
+            teacher_value=t, student_value=s, gap=gap, sent_back_at=mine.sent_back_at,
+        ))
+    keys = {"gap": lambda r: (-r.gap, r.doc_id), "item": lambda r: r.doc_id,
+            "student": lambda r: ((r.student_value if higher_is_better else -r.student_value), r.doc_id)}
+    return sorted(items, key=keys.get(sort, keys["gap"]))
+
+
+def project_history(project: Project) -> list[dict]:
+    """Finished runs of a project, oldest first, with the headline metric per student (did v3 beat v2?)."""
+    task, metric = report.HEADLINE
+    history = []
+    runs = project.evaluation_runs.filter(status=JobStatus.SUCCEEDED).select_related("dataset_version")
+    for run in runs.order_by("created_at", "id"):
+        teacher = run.teacher_label
+        top = run.results.get(teacher or "", {}).get("metrics", {}).get(task, {}).get(metric)
+        students = []
+        for label in run.student_labels:
+            mine = run.results.get(label, {}).get("metrics", {}).get(task, {}).get(metric)
+            value = mine["value"] if mine else None
+            students.append({"label": label, "value": value,
+                             "retention": report.retention(value, top["value"] if top else None, True)})
+        kept = [s["retention"] for s in students if s["retention"] is not None]
+        history.append({"run": run, "teacher_value": top["value"] if top else None, "students": students,
+                        "best_retention": max(kept) if kept else None})
+    return history

@@ -1,0 +1,367 @@
+"""Every write of the evaluation app: create, run, cancel, send regressions back to curation.
+
+The web views, the API, the admin and the ``evaluate`` command all call these. The
+run itself (``evaluation_run_execute``) is the body of a Celery task on the
+``evaluation`` queue; it holds no transaction while models run, and each model runs
+in its own child process through ``evaluation.harness``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from curation.models import DatasetVersion, JobStatus, Project, Teacher
+from evaluation.harness import (
+    EvalOptions,
+    EvaluationCancelled,
+    HarnessError,
+    HeldoutSpec,
+    ModelResult,
+    ModelSpec,
+    plan_runs,
+    run_model_subprocess,
+)
+from evaluation.models import EvaluationRun, EvaluationSample
+
+logger = logging.getLogger(__name__)
+
+HELDOUT = "heldout"
+REGRESSION_FLAG = "eval-regression"
+STALE_AFTER = timedelta(minutes=3)
+HEARTBEAT_SECONDS = 15
+OPTION_LIMITS = {"batch_size": (1, 256), "num_fewshot": (0, 64), "max_gen_toks": (1, 4096)}
+
+
+def _clean_options(options: dict | None) -> dict:
+    options = dict(options or {})
+    unknown = set(options) - {"limit", "num_fewshot", "apply_chat_template", "batch_size", "max_gen_toks"}
+    if unknown:
+        raise ValidationError({"options": f"Unknown options: {', '.join(sorted(unknown))}."})
+    clean = {"apply_chat_template": bool(options.get("apply_chat_template", True)),
+             "batch_size": options.get("batch_size", 8), "max_gen_toks": options.get("max_gen_toks", 256)}
+    for key, (low, high) in OPTION_LIMITS.items():
+        value = options.get(key, clean.get(key))
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationError({"options": f"{key} must be a whole number from {low} to {high}."})
+        clean[key] = value
+    limit = options.get("limit")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
+            raise ValidationError({"options": "limit must be a positive number (a count, or a fraction below 1)."})
+        clean["limit"] = limit
+    return clean
+
+
+def _local_path(path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (Path(settings.BASE_DIR) / candidate).resolve()
+
+
+def _teacher_spec(project: Project, teacher_id: int) -> dict:
+    teacher = Teacher.objects.filter(Q(project=project) | Q(project__isnull=True), pk=teacher_id).first()
+    if teacher is None:
+        raise ValidationError({"models": f"Teacher {teacher_id} does not exist in this project."})
+    spec = {"label": teacher.name, "role": "teacher", "source": {"teacher_id": teacher.pk}}
+    if teacher.kind == Teacher.Kind.OPENAI:
+        url = teacher.base_url.rstrip("/") + "/chat/completions"
+        return {**spec, "kind": "api", "path": url, "api_model": teacher.model_name, "api_key_env": teacher.api_key_env}
+    path = _local_path(teacher.model_path)
+    path = path / teacher.gguf_file if teacher.gguf_file else path
+    return {**spec, "kind": "gguf" if path.suffix == ".gguf" else "hf", "path": str(path)}
+
+
+def training_run_model_dir(training_run) -> Path:
+    """Where a training run exported its student (``<artifact_dir>/model``, or what its report says)."""
+    report_dir = (training_run.report or {}).get("model_dir")
+    return Path(report_dir) if report_dir else Path(training_run.artifact_dir or "/nonexistent") / "model"
+
+
+def _training_spec(project: Project, training_run_id: int) -> dict:
+    from training.models import TrainingRun
+
+    run = TrainingRun.objects.filter(pk=training_run_id, dataset_version__project=project).first()
+    if run is None:
+        raise ValidationError({"models": f"Training run {training_run_id} does not exist in this project."})
+    folder = training_run_model_dir(run)
+    if run.status != JobStatus.SUCCEEDED or not (folder / "config.json").exists():
+        raise ValidationError({"models": f"Training run {run.pk} has no exported student model yet."})
+    label = run.name or f"training-run-{run.pk}"
+    return {"label": label, "role": "student", "kind": "hf", "path": str(folder), "source": {"training_run_id": run.pk}}
+
+
+def _resolve_model(project: Project, raw: dict) -> dict:
+    if raw.get("teacher_id"):
+        spec = _teacher_spec(project, int(raw["teacher_id"]))
+    elif raw.get("training_run_id"):
+        spec = _training_spec(project, int(raw["training_run_id"]))
+    elif raw.get("kind") in ("hf", "gguf"):
+        path = _local_path(str(raw.get("path", "")))
+        if not path.exists():
+            raise ValidationError({"models": f"No model at {path}."})
+        spec = {"label": path.stem if raw["kind"] == "gguf" else path.name, "role": "student",
+                "kind": raw["kind"], "path": str(path), "source": {"path": str(path)}}
+    elif raw.get("kind") == "api":
+        if not raw.get("path") or not raw.get("api_model"):
+            raise ValidationError({"models": "An API model needs the endpoint URL (path) and api_model."})
+        spec = {"label": raw["api_model"], "role": "student", "kind": "api", "path": raw["path"],
+                "api_model": raw["api_model"], "api_key_env": raw.get("api_key_env", ""), "source": {"url": raw["path"]}}
+    else:
+        raise ValidationError({"models": "Each model needs teacher_id, training_run_id, or kind (hf, gguf, api) and path."})
+    spec["label"] = str(raw.get("label") or spec["label"])[:100]
+    spec["role"] = raw.get("role") or spec["role"]
+    if spec["role"] not in ("teacher", "student"):
+        raise ValidationError({"models": "A model's role is teacher or student."})
+    return spec
+
+
+def _resolve_models(project: Project, models: list[dict]) -> list[dict]:
+    if not models:
+        raise ValidationError({"models": "Choose at least one model."})
+    specs = [_resolve_model(project, raw) for raw in models]
+    labels = [s["label"] for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValidationError({"models": "Two models have the same label; give them distinct labels."})
+    if sum(s["role"] == "teacher" for s in specs) > 1:
+        raise ValidationError({"models": "A run compares against one teacher."})
+    return specs
+
+
+def _clean_tasks(tasks: list[str], dataset_version: DatasetVersion | None) -> list[str]:
+    tasks = [t.strip() for t in (tasks or ([HELDOUT] if dataset_version else [])) if t and t.strip()]
+    if not tasks:
+        raise ValidationError({"tasks": "Choose at least one task (the held-out task needs a dataset version)."})
+    if HELDOUT in tasks and (dataset_version is None or not dataset_version.heldout_count):
+        raise ValidationError({"tasks": "The held-out task needs a dataset version with held-out rows."})
+    return list(dict.fromkeys(tasks))
+
+
+def evaluation_run_create(
+    *, project: Project, created_by, models: list[dict], tasks: list[str] | None = None,
+    dataset_version: DatasetVersion | None = None, options: dict | None = None, name: str = "", enqueue: bool = True,
+) -> EvaluationRun:
+    """Validate, resolve the models to files or endpoints, and queue the run."""
+    if dataset_version is not None and dataset_version.project_id != project.pk:
+        raise ValidationError({"dataset_version": "That dataset version belongs to another project."})
+    run = EvaluationRun.objects.create(
+        project=project, created_by=created_by, dataset_version=dataset_version, name=name[:200],
+        models_spec=_resolve_models(project, models), tasks=_clean_tasks(tasks or [], dataset_version),
+        options=_clean_options(options),
+    )
+    if enqueue:
+        from evaluation.tasks import evaluation_run as task
+
+        transaction.on_commit(lambda: task.delay(run.pk))
+    return run
+
+
+def training_run_evaluate(*, training_run, created_by, options: dict | None = None) -> EvaluationRun:
+    """The admin's "evaluate against teacher": the run's teacher vs its student on its held-out split."""
+    version = training_run.dataset_version
+    if training_run.teacher_id is None:
+        raise ValidationError(f"Training run {training_run.pk} has no teacher to compare against.")
+    return evaluation_run_create(
+        project=version.project, created_by=created_by, dataset_version=version, options=options,
+        models=[{"teacher_id": training_run.teacher_id}, {"training_run_id": training_run.pk}],
+        tasks=[HELDOUT], name=f"{training_run} vs teacher",
+    )
+
+
+def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
+    """A queued run is cancelled at once; a running one stops its current model's process."""
+    now = timezone.now()
+    runs = EvaluationRun.objects.filter(pk=run.pk)
+    stopped = runs.filter(status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=now)
+    if not stopped and not runs.filter(status=JobStatus.RUNNING).update(cancel_requested=True):
+        raise ValidationError("This evaluation run has already finished.")
+    run.refresh_from_db()
+    return run
+
+
+def evaluation_runs_fail_stale() -> int:
+    """Running runs without a recent heartbeat lost their worker."""
+    return EvaluationRun.objects.filter(
+        status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER
+    ).update(status=JobStatus.FAILED, finished_at=timezone.now(),
+             error="The worker running this evaluation stopped (killed or out of memory). Start a new run.")
+
+
+def _claim(run_id: int) -> bool:
+    now = timezone.now()
+    return bool(EvaluationRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, progress=0, error=""
+    ))
+
+
+def evaluation_run_execute(*, run_id: int) -> str | None:
+    """Claim a queued run, evaluate each model in its own process, store as it goes.
+
+    Returns the final status, or None when the run was not queued (already taken or cancelled).
+    """
+    if not _claim(run_id):
+        logger.info("evaluation run %s is not queued any more; nothing to do", run_id)
+        return None
+    run = EvaluationRun.objects.select_related("dataset_version", "project").get(pk=run_id)
+    try:
+        with _Heartbeat(run_id):
+            status, error = _execute(run), ""
+    except EvaluationCancelled:
+        status, error = JobStatus.CANCELLED, ""
+    except HarnessError as exc:
+        status, error = JobStatus.FAILED, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the run row must say what happened, whatever it was
+        logger.exception("evaluation run %s failed", run_id)
+        status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+    done = {"progress": 1.0, "stage": "done"} if status == JobStatus.SUCCEEDED else {}
+    EvaluationRun.objects.filter(pk=run_id).update(status=status, error=error, finished_at=timezone.now(), **done)
+    return status
+
+
+def _execute(run: EvaluationRun) -> str:
+    from curation.services.datasets import dataset_export
+
+    folder = Path(settings.DATA_DIR) / "evaluation" / f"run-{run.pk}"
+    EvaluationRun.objects.filter(pk=run.pk).update(artifact_dir=str(folder), stage="writing the held-out task")
+    heldout = None
+    if HELDOUT in run.tasks:
+        path = folder / "heldout.jsonl"
+        dataset_export(version=run.dataset_version, format="sft", split="heldout", out=path)
+        heldout = HeldoutSpec(str(path), max_gen_toks=run.options.get("max_gen_toks", 256))
+    names = [t for t in run.tasks if t != HELDOUT]
+    opts = run.options
+    configs = plan_runs(
+        [ModelSpec(m["label"], m["kind"], m["path"], role=m["role"], api_model=m.get("api_model", ""))
+         for m in run.models_spec],
+        output_dir=str(folder / "models"),
+        tasks=[t for t in names if not Path(t).is_dir()],
+        task_dirs=[t for t in names if Path(t).is_dir()],
+        heldout=heldout,
+        options=EvalOptions(limit=opts.get("limit"), num_fewshot=opts.get("num_fewshot"),
+                            apply_chat_template=opts.get("apply_chat_template", True),
+                            batch_size=opts.get("batch_size", 8)),
+        offline=not getattr(settings, "EVALUATION_ALLOW_HUB", False),
+    )
+    for index, (config, spec) in enumerate(zip(configs, run.models_spec)):
+        progress = _Progress(run.pk, index, len(configs), spec["label"])
+        result = run_model_subprocess(config, on_progress=progress.report, should_cancel=progress.should_cancel,
+                                      env=_model_env(spec))
+        _store_result(run.pk, result)
+    return JobStatus.SUCCEEDED
+
+
+def _model_env(spec: dict) -> dict[str, str]:
+    """An endpoint's key travels to its child only, by the variable name the teacher names."""
+    name = spec.get("api_key_env")
+    if not name:
+        return {}
+    import os
+
+    if not os.environ.get(name):
+        raise HarnessError(f"environment variable {name} is not set; it must hold the API key of {spec['label']}")
+    return {"OPENAI_API_KEY": os.environ[name]}
+
+
+def _store_result(run_id: int, result: ModelResult) -> None:
+    import json
+
+    summary = {
+        "role": result.role, "n_samples": result.n_samples, "notes": result.notes,
+        "lm_eval_command": result.lm_eval_command, "wall_seconds": result.wall_seconds,
+        "metrics": {t: {k: vars(v) for k, v in m.items()} for t, m in result.metrics.items()},
+    }
+    samples = []
+    for task, path in result.samples_files.items():
+        for r in json.loads(Path(path).read_text()):
+            item = str(r.get("item_id") or "")
+            samples.append(EvaluationSample(
+                run_id=run_id, model_label=result.label, task=task, doc_id=r["doc_id"],
+                prompt_id=int(item) if item.isdigit() else None, prompt=r["prompt"], target=r["target"],
+                response=r["response"] or "", metrics=r["metrics"],
+            ))
+    with transaction.atomic():
+        run = EvaluationRun.objects.select_for_update().get(pk=run_id)
+        run.results[result.label] = summary
+        run.measurements[result.label] = vars(result.measurements)
+        run.save(update_fields=["results", "measurements"])
+        EvaluationSample.objects.bulk_create(samples, batch_size=500)
+
+
+class _Progress:
+    """Progress from the harness, written to the run row from the polling thread only.
+
+    The harness calls ``report`` from its output-reading thread; database work stays in
+    ``should_cancel``, which it calls from the thread running the service, every poll.
+    """
+
+    def __init__(self, run_id: int, index: int, count: int, label: str) -> None:
+        self.run_id, self.index, self.count, self.label = run_id, index, count, label
+        self.latest: tuple[float, str] = (0.0, "starting")
+        self.written_at = 0.0
+        self.cancelled = False
+
+    def report(self, fraction: float, message: str) -> None:
+        self.latest = (fraction, message)
+
+    def should_cancel(self) -> bool:
+        if self.cancelled or time.monotonic() - self.written_at < 1.0:
+            return self.cancelled
+        fraction, message = self.latest
+        values = {"progress": (self.index + fraction) / self.count, "stage": f"{self.label}: {message}"[:200],
+                  "heartbeat_at": timezone.now()}
+        # One UPDATE writes progress and reads the cancel flag: 0 rows means cancel was asked for.
+        self.cancelled = not EvaluationRun.objects.filter(pk=self.run_id, cancel_requested=False).update(**values)
+        self.written_at = time.monotonic()
+        return self.cancelled
+
+
+class _Heartbeat:
+    """Writes heartbeat_at from a thread, so a long model load is not mistaken for a dead worker."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"eval-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                EvaluationRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def evaluation_items_send_back(*, run: EvaluationRun, doc_ids: list[int], actor, student_label: str = "") -> int:
+    """Send held-out items back to the review queue, flagged with the run that found them."""
+    from curation.services.bulk import prompts_requeue
+
+    if run.status != JobStatus.SUCCEEDED:
+        raise ValidationError("Only a finished evaluation run can send items back.")
+    rows = EvaluationSample.objects.filter(run=run, doc_id__in=doc_ids, prompt_id__isnull=False)
+    prompt_ids = sorted(set(rows.values_list("prompt_id", flat=True)))
+    if not prompt_ids:
+        raise ValidationError("Select held-out items that come from curation.")
+    who = f"{student_label} scored below the teacher" if student_label else "flagged by a curator"
+    with transaction.atomic():
+        count = prompts_requeue(project=run.project, prompt_ids=prompt_ids, actor=actor, flag_kind=REGRESSION_FLAG,
+                                flag_detail=f"evaluation run #{run.pk} ({run}): {who}")
+        rows.update(sent_back_at=timezone.now())
+    return count

@@ -1,0 +1,66 @@
+"""Dataset versions over the API: freeze, list, detail, export download, permissions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from curation.models import DatasetVersion
+from curation.services.datasets import dataset_export_lines
+from tests.curation.test_datasets import curate
+from tests.factories import ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_curator_freezes_and_downloads(project, curator):
+    curate(project, ["good", "bad"], ranking=[0, 1])
+    curate(project, ["fine", "poor"], ranking=[0, 1])
+    api = client_for(curator)
+    response = api.post("/api/v1/dataset-versions/freeze/", {"project": project.slug, "heldout_fraction": 0}, format="json")
+    assert response.status_code == 201, response.data
+    assert (response.data["number"], response.data["row_count"], response.data["created_by"]) == (1, 2, curator.username)
+    version = DatasetVersion.objects.get(pk=response.data["id"])
+    download = api.get(f"/api/v1/dataset-versions/{version.pk}/export/", {"kind": "dpo", "split": "train"})
+    assert download.status_code == 200 and download["Content-Type"] == "application/x-ndjson"
+    assert f'filename="{project.slug}-v1-dpo-train.jsonl"' in download["Content-Disposition"]
+    body = b"".join(download.streaming_content)
+    assert body == b"".join(dataset_export_lines(version=version, format="dpo", split="train"))
+    assert len([json.loads(line) for line in body.splitlines()]) == 2
+    assert api.get(f"/api/v1/dataset-versions/{version.pk}/").data["content_hash"] == version.content_hash
+    assert [v["id"] for v in api.get("/api/v1/dataset-versions/", {"project": project.slug}).data["results"]] == [version.pk]
+
+
+def test_empty_freeze_is_400(project, curator):
+    response = client_for(curator).post("/api/v1/dataset-versions/freeze/", {"project": project.slug}, format="json")
+    assert response.status_code == 400 and "Nothing to freeze" in str(response.data)
+
+
+def test_bad_export_kind_is_400(project, curator):
+    curate(project, ["x"])
+    api = client_for(curator)
+    version_id = api.post("/api/v1/dataset-versions/freeze/", {"project": project.slug}, format="json").data["id"]
+    assert api.get(f"/api/v1/dataset-versions/{version_id}/export/", {"kind": "parquet"}).status_code == 400
+
+
+def test_permissions(project, curator, annotator, outsider):
+    curate(project, ["x"])
+    version_id = client_for(curator).post("/api/v1/dataset-versions/freeze/", {"project": project.slug}, format="json").data["id"]
+    freeze = {"project": project.slug}
+    assert client_for(annotator).post("/api/v1/dataset-versions/freeze/", freeze, format="json").status_code == 403
+    assert client_for(outsider).post("/api/v1/dataset-versions/freeze/", freeze, format="json").status_code == 404
+    assert client_for(annotator).get(f"/api/v1/dataset-versions/{version_id}/").status_code == 200
+    assert client_for(annotator).get(f"/api/v1/dataset-versions/{version_id}/export/").status_code == 403
+    assert client_for(outsider).get(f"/api/v1/dataset-versions/{version_id}/").status_code == 404
+    assert client_for(outsider).get(f"/api/v1/dataset-versions/{version_id}/export/").status_code == 404
+    assert client_for(outsider).get("/api/v1/dataset-versions/").data["results"] == []
+    other = ProjectFactory()
+    assert client_for(curator).post("/api/v1/dataset-versions/freeze/", {"project": other.slug}, format="json").status_code == 404

@@ -1,0 +1,71 @@
+"""Evaluation runs through a real Celery worker process, tiny fitted models, the real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from curation.models import Flag, JobStatus, Teacher
+from evaluation.models import EvaluationRun, EvaluationSample
+from tests.conftest import wait_for
+from tests.evaluation.helpers import make_heldout_version
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _finished(run_id: int) -> EvaluationRun | None:
+    run = EvaluationRun.objects.get(pk=run_id)
+    return run if run.status in JobStatus.finished() else None
+
+
+def test_heldout_run_through_the_worker_then_regressions_go_back_to_curation(
+        celery_worker, client, project, curator, tiny_pair):
+    version, prompts = make_heldout_version(project, tiny_pair.records)
+    teacher = Teacher.objects.create(project=project, name="tiny-teacher", kind=Teacher.Kind.LOCAL,
+                                     model_path=str(tiny_pair.teacher))
+    client.force_login(curator)
+    response = client.post("/api/v1/evaluation-runs/", {
+        "project": project.slug, "dataset_version": version.number, "name": "v1",
+        "models": [{"teacher_id": teacher.pk}, {"kind": "hf", "path": str(tiny_pair.student), "label": "student"}],
+        "options": {"batch_size": 2, "max_gen_toks": 24},
+    }, content_type="application/json")
+    assert response.status_code == 201, response.content
+    run = wait_for(lambda: _finished(response.json()["id"]), timeout=300, message="the evaluation run")
+    assert run.status == JobStatus.SUCCEEDED, run.error + celery_worker.log()[-3000:]
+
+    # The held-out task YAML was generated from the frozen rows and scored.
+    tasks_dir = Path(run.artifact_dir) / "models" / "00_tiny-teacher" / "tasks" / "heldout"
+    assert {"heldout_gen.yaml", "heldout_ppl.yaml"} <= {p.name for p in tasks_dir.iterdir()}
+    gen = {label: run.results[label]["metrics"]["heldout_gen"] for label in ("tiny-teacher", "student")}
+    assert gen["tiny-teacher"]["exact_match"]["value"] == 1.0 and gen["student"]["exact_match"]["value"] == 0.5
+    assert run.measurements["student"]["prompts"] == 6 and run.progress == 1.0
+
+    samples = EvaluationSample.objects.filter(run=run, task="heldout_gen", model_label="student").order_by("doc_id")
+    assert [s.prompt_id for s in samples] == [p.pk for p in prompts]
+
+    results = client.get(f"/api/v1/evaluation-runs/{run.pk}/results/").json()
+    em = next(r for r in results["metrics"] if (r["task"], r["metric"]) == ("heldout_gen", "exact_match"))
+    assert em["students"][0]["retention"] == 0.5
+
+    # The regression view lists exactly the items the student never learnt, and sends them back.
+    page = client.get(reverse("evaluation:run_examples", args=[run.pk]), {"metric": "exact_match"})
+    lost = [item.prompt_id for item in page.context["items"]]
+    assert sorted(lost) == sorted(p.pk for p in prompts[3:])
+    client.post(reverse("evaluation:run_send_back", args=[run.pk]),
+                {"doc_ids": [i.doc_id for i in page.context["items"]], "student": "student"})
+    flagged = Flag.objects.filter(kind="eval-regression", detail__contains=f"evaluation run #{run.pk}")
+    assert sorted(flagged.values_list("prompt_id", flat=True)) == sorted(lost)
+
+
+def test_unreachable_builtin_task_fails_fast_with_a_clear_message(celery_worker, project, tiny_pair):
+    from evaluation.services import evaluation_run_create
+
+    run = evaluation_run_create(project=project, created_by=None, tasks=["hellaswag"],
+                                models=[{"kind": "hf", "path": str(tiny_pair.teacher), "label": "t"}])
+    run = wait_for(lambda: _finished(run.pk), timeout=180, message="the failing run")
+    assert run.status == JobStatus.FAILED
+    assert run.error.startswith("Task 'hellaswag' cannot run here")
+    assert "needs network access" in run.error and "local copy" in run.error
+    assert not run.results and not EvaluationSample.objects.filter(run=run).exists()

@@ -1,0 +1,74 @@
+"""Admin for training runs (cancel, resume) and a "launch training" action on dataset versions."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+
+from curation.models import DatasetVersion
+from training.forms import TrainingRunForm
+from training.models import TrainingRun
+from training.services import training_run_cancel, training_run_create, training_run_resume
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "dataset_version", "method", "student_source", "status", "step", "total_steps",
+                    "attempts", "created_by", "created_at"]
+    list_filter = ["status", "method", "student_source"]
+    list_select_related = ["dataset_version__project", "created_by"]
+    search_fields = ["name", "=dataset_version__id"]
+    raw_id_fields = ["dataset_version", "teacher", "created_by"]
+    actions = ["cancel_runs", "resume_runs"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # runs start through the launch action or the form, which validate and queue them
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the worker owns a run's fields; cancel and resume are the actions
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel_runs(self, request, queryset) -> None:
+        self._each(request, queryset, training_run_cancel, "cancel requested")
+
+    @admin.action(description="Resume the selected runs from their last checkpoint")
+    def resume_runs(self, request, queryset) -> None:
+        self._each(request, queryset, training_run_resume, "queued again")
+
+    def _each(self, request, queryset, service, done: str) -> None:
+        for run in queryset:
+            try:
+                service(run=run)
+            except ValidationError as exc:
+                self.message_user(request, f"Run #{run.pk}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.message_user(request, f"Run #{run.pk}: {done}.")
+
+
+@admin.action(description="Launch training on the selected versions…")
+def launch_training(modeladmin, request, queryset):
+    """First a page with the launch form (one project at a time), then one run per selected version."""
+    projects = {version.project_id for version in queryset}
+    if len(projects) != 1:
+        modeladmin.message_user(request, "Select versions of one project at a time.", messages.ERROR)
+        return None
+    project = queryset[0].project
+    form = TrainingRunForm(project, request.POST if "apply" in request.POST else None)
+    if not form.is_valid():
+        context = {**modeladmin.admin_site.each_context(request), "form": form, "queryset": queryset,
+                   "title": "Launch training", "opts": modeladmin.model._meta}
+        return TemplateResponse(request, "training/admin_launch.html", context)
+    for version in queryset:
+        try:
+            run = training_run_create(dataset_version=version, created_by=request.user, **form.service_kwargs())
+        except ValidationError as exc:
+            modeladmin.message_user(request, f"{version}: {' '.join(exc.messages)}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"{version}: training run #{run.pk} queued.")
+    return None
+
+
+# The dataset version admin belongs to curation; the action that starts training belongs here.
+_version_admin = admin.site.get_model_admin(DatasetVersion)
+_version_admin.actions = [*(_version_admin.actions or []), launch_training]

@@ -1,0 +1,118 @@
+"""Reads for training runs: what a user may see, which teachers can train, whether a run lost its worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import F, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from curation.models import DatasetVersion, JobStatus, Membership, Project, Teacher
+from curation.selectors.access import check_role, projects_visible_to
+from curation.selectors.generation import teachers_for_project
+from training.models import TrainingRun
+
+# The worker writes a heartbeat at least this often while a run is running, even inside a long step.
+HEARTBEAT_SECONDS = 5
+
+
+def stale_after() -> timedelta:
+    """How long without a heartbeat before a running run counts as lost (settings.TRAINING_STALE_SECONDS)."""
+    return timedelta(seconds=getattr(settings, "TRAINING_STALE_SECONDS", 60))
+
+
+def max_attempts() -> int:
+    """Worker claims per run before a lost run fails for good (settings.TRAINING_MAX_ATTEMPTS)."""
+    return getattr(settings, "TRAINING_MAX_ATTEMPTS", 3)
+
+
+def runs_dir() -> Path:
+    return Path(settings.DATA_DIR) / "training"
+
+
+def training_runs_visible_to(user, project: Project | None = None) -> QuerySet[TrainingRun]:
+    runs = TrainingRun.objects.filter(dataset_version__project__in=projects_visible_to(user))
+    if project is not None:
+        runs = runs.filter(dataset_version__project=project)
+    return runs.select_related("dataset_version__project", "teacher", "created_by")
+
+
+def access_training_run(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> TrainingRun:
+    """The run if the user may act on it with `role`; 404 for outsiders, 403 for too low a role."""
+    run = TrainingRun.objects.select_related("dataset_version__project", "teacher", "created_by").filter(pk=pk).first()
+    if run is None:
+        raise Http404("No such training run.")
+    check_role(user, run.dataset_version.project, role)
+    return run
+
+
+def access_dataset_version(user, *, pk: int, role: str = Membership.Role.CURATOR) -> DatasetVersion:
+    version = DatasetVersion.objects.select_related("project").filter(pk=pk).first()
+    if version is None:
+        raise Http404("No such dataset version.")
+    check_role(user, version.project, role)
+    return version
+
+
+def teacher_folder(teacher: Teacher) -> Path | None:
+    """The teacher as a local Hugging Face folder, or None (an API teacher or a bare GGUF cannot be distilled)."""
+    if teacher.kind != Teacher.Kind.LOCAL or teacher.gguf_file or teacher.model_path.endswith(".gguf"):
+        return None
+    path = Path(teacher.model_path)
+    return path if path.is_absolute() else Path(settings.DATA_DIR) / path
+
+
+def trainable_teachers(project: Project) -> list[Teacher]:
+    """Local teachers saved as model folders: the ones a student can be derived from or distilled against."""
+    return [t for t in teachers_for_project(project) if teacher_folder(t) is not None]
+
+
+def model_layers(folder: Path) -> int | None:
+    try:
+        return int(json.loads((folder / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_is_dead(worker: str) -> bool:
+    """True only when the run's worker process lived on this machine and is gone; elsewhere, unknown."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def run_is_stale(run: TrainingRun) -> bool:
+    """A running run whose worker stopped sending heartbeats, or whose local worker process is gone."""
+    if run.status != JobStatus.RUNNING:
+        return False
+    if run.worker and worker_is_dead(run.worker):
+        return True
+    return run.heartbeat_at is not None and timezone.now() - run.heartbeat_at > stale_after()
+
+
+def stale_runs() -> list[TrainingRun]:
+    running = TrainingRun.objects.filter(status=JobStatus.RUNNING).only(
+        "id", "status", "worker", "heartbeat_at", "attempts", "step", "checkpoint_step"
+    )
+    return [run for run in running if run_is_stale(run)]
+
+
+def runs_by_recency(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
+    return runs.order_by(F("created_at").desc(), "-id")

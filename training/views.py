@@ -1,0 +1,88 @@
+"""Training pages: launch from a dataset version, the run list, and a run page with live progress."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from curation.models import Membership
+from curation.selectors.access import access_project, user_role
+from training.charts import loss_chart
+from training.forms import TrainingRunForm
+from training.models import TrainingRun
+from training.selectors import access_dataset_version, access_training_run, run_is_stale, training_runs_visible_to
+from training.services import training_run_cancel, training_run_create, training_run_resume, training_runs_recover
+
+CURATOR = Membership.Role.CURATOR
+
+
+@require_http_methods(["GET", "POST"])
+def version_train(request: HttpRequest, pk: int) -> HttpResponse:
+    """The launch form of one dataset version, with the runs already trained on it."""
+    version = access_dataset_version(request.user, pk=pk, role=CURATOR)
+    form = TrainingRunForm(version.project, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = training_run_create(dataset_version=version, created_by=request.user, **form.service_kwargs())
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            url = reverse("training:run_detail", args=[run.pk])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    context = {"version": version, "project": version.project, "role": CURATOR, "form": form,
+               "runs": version.training_runs.select_related("created_by")[:20]}
+    template = "training/launch.html#launch-form" if request.htmx else "training/launch.html"
+    return render(request, template, context, status=422 if form.errors else 200)
+
+
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    training_runs_recover()  # the list never shows a run "running" for a worker that is gone
+    project = access_project(request.user, slug=request.GET["project"]) if request.GET.get("project") else None
+    runs = training_runs_visible_to(request.user, project)
+    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    return render(request, "training/run_list.html", {"page": page, "project": project})
+
+
+def _run_context(request: HttpRequest, run: TrainingRun) -> dict:
+    project = run.dataset_version.project
+    return {"run": run, "project": project, "role": user_role(request.user, project),
+            "chart": loss_chart(run.metrics_history), "stale": run_is_stale(run)}
+
+
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = access_training_run(request.user, pk=pk)
+    if run_is_stale(run):
+        training_runs_recover(run_ids=[run.pk])
+        run.refresh_from_db()
+    template = "training/run_detail.html#live" if request.htmx else "training/run_detail.html"
+    return render(request, template, _run_context(request, run))
+
+
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, training_run_cancel)
+
+
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, training_run_resume)
+
+
+def _act(request: HttpRequest, pk: int, service) -> HttpResponse:
+    run = access_training_run(request.user, pk=pk, role=CURATOR)
+    error, status = "", 200
+    try:
+        run = service(run=run)
+    except ValidationError as exc:
+        error, status = " ".join(exc.messages), 422
+    if not request.htmx:
+        return redirect("training:run_detail", pk=run.pk)
+    context = {**_run_context(request, run), "action_error": error}
+    return render(request, "training/run_detail.html#live", context, status=status)
