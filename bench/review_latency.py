@@ -1,13 +1,14 @@
 """Review latency under load: M simulated annotators against a PostgreSQL project of N completions.
 
     .venv/bin/python bench/review_latency.py [--completions 1000000] [--prompts-per 4] [--annotators 20]
-                                             [--duration 60] [--browse-clients 2] [--reuse]
+                                             [--duration 60] [--think 2] [--browse-clients 2] [--reuse]
 
 Fills ``distillery_bench_review`` (COPY, a few hundred thousand rows a second), starts the app under gunicorn
 (gthread workers, DEBUG off) on loopback, and drives HTTP exactly as the review page does: each annotator
 posts a decision and gets the next item back in the same response (the round trip an annotator waits for);
 every tenth step it reloads the queue (a plain next-item request). Browse clients page through a filtered
-list (pending items with a truncated candidate). Prints requests/s, p50/p95/p99 and errors per kind, checks
+list (pending items with a truncated candidate). Annotators look at each item for ``--think`` seconds on
+average (0 saturates the server and measures its throughput instead of an annotator's wait). Prints requests/s, p50/p95/p99 and errors per kind, checks
 that no item was handed out beyond its overlap, and writes bench/results/review_latency.json.
 """
 
@@ -19,6 +20,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,10 +42,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--browse-clients", type=int, default=2)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--think", type=float, default=2.0,
+                        help="mean seconds an annotator looks at an item before deciding (0: saturate the server)")
     parser.add_argument("--overlap", type=int, default=1, help="the project's reviews_required")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds this N")
     parser.add_argument("--out", default=str(ROOT / "bench/results/review_latency.json"))
     return parser.parse_args()
@@ -59,7 +63,7 @@ def prepare_database(args: argparse.Namespace) -> float:
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
         if exists and args.reuse and _holds(args.completions):
-            print(f"reusing {DB_NAME} with {args.completions:,} completions")
+            print(f"reusing {DB_NAME} with {args.completions:,} completions", flush=True)
             return 0.0
         admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {DB_NAME}")
@@ -114,10 +118,11 @@ def fill(args: argparse.Namespace) -> None:
                 text = f"Question {pid}: " + " ".join(rng.choices(words, k=12)) + "?"
                 copy.write_row((pid, project.pk, json.dumps([{"role": "user", "content": text}]), text, str(pid), "{}",
                                 f"{pid:064x}", "pending", 0, 0, False, "now", "now"))
+        flags = []  # one COPY at a time per connection: the flags go in after the completions
         with raw.cursor().copy(
             "COPY curation_completion (id, prompt_id, text, text_hash, source, params, finish_reason, length, created_at)"
             " FROM STDIN"
-        ) as copy, raw.cursor().copy("COPY curation_flag (prompt_id, completion_id, kind, detail, created_at) FROM STDIN") as flags:
+        ) as copy:
             cid = 0
             for pid in range(1, n_prompts + 1):
                 for j in range(args.prompts_per):
@@ -127,12 +132,15 @@ def fill(args: argparse.Namespace) -> None:
                     copy.write_row((cid, pid, text, f"{cid:064x}", f"teacher-{j % 2}", "{}", "length" if cut else "stop",
                                     len(text), "now"))
                     if cut:
-                        flags.write_row((pid, cid, "truncated", "stopped at the token limit", "now"))
+                        flags.append((pid, cid, "truncated", "stopped at the token limit", "now"))
+        with raw.cursor().copy("COPY curation_flag (prompt_id, completion_id, kind, detail, created_at) FROM STDIN") as copy:
+            for row in flags:
+                copy.write_row(row)
         for table in ("curation_prompt", "curation_completion"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         cursor.execute("ANALYZE")
     rate = (n_prompts + args.completions) / (time.perf_counter() - started)
-    print(f"filled {n_prompts:,} prompts and {args.completions:,} completions ({rate:,.0f} rows/s)")
+    print(f"filled {n_prompts:,} prompts and {args.completions:,} completions ({rate:,.0f} rows/s)", flush=True)
 
 
 # --- the server -------------------------------------------------------------------------------------------
@@ -144,15 +152,22 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
                 DISTILLERY_VAR_DIR=str(ROOT / "var/bench"))
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_server(args: argparse.Namespace) -> subprocess.Popen:
     gunicorn = ROOT / ".venv/bin/gunicorn"
+    args.port = args.port or free_port()
     server = subprocess.Popen(
         [str(gunicorn), "config.wsgi", "-b", f"127.0.0.1:{args.port}", "--workers", str(args.workers),
          "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
         cwd=ROOT, env=server_env(args), start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:  # an exit means the port was taken, or worse
         try:
             conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=2)
             conn.request("GET", "/healthz")
@@ -161,7 +176,7 @@ def start_server(args: argparse.Namespace) -> subprocess.Popen:
         except OSError:
             time.sleep(0.3)
     server.kill()
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+    raise RuntimeError(f"gunicorn did not answer /healthz on port {args.port} within 60 s")
 
 
 # --- the clients ------------------------------------------------------------------------------------------
@@ -213,6 +228,31 @@ VERSION = re.compile(r'name="version" value="(\d+)"')
 CANDIDATE = re.compile(r'class="cand[^"]*" data-id="(\d+)"')
 
 
+class Run:
+    """Every client logs in, then all start together and run for the same bounded time."""
+
+    def __init__(self, clients: int, duration: float):
+        self.barrier = threading.Barrier(clients, action=self._start)
+        self.duration = duration
+        self.started = self.stop = 0.0
+        self.failures: list[str] = []
+
+    def _start(self) -> None:
+        self.started = time.perf_counter()
+        self.stop = time.monotonic() + self.duration
+
+    def ready(self) -> float:
+        self.barrier.wait()
+        return self.stop
+
+    def guard(self, target, *args) -> None:
+        try:
+            target(*args)
+        except Exception as exc:  # noqa: BLE001 - reported in the summary, the other clients go on
+            self.failures.append(f"{target.__name__}: {exc!r}")
+            self.barrier.abort() if not self.started else None
+
+
 class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
@@ -226,10 +266,11 @@ class Recorder:
                 self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-def annotate(username: str, port: int, stop: float, recorder: Recorder, reviewed: list[int]) -> None:
+def annotate(username: str, port: int, run: Run, recorder: Recorder, reviewed: list[int], think: float) -> None:
     rng = random.Random(username)
     session = Session(port)
-    session.login(username)
+    session.login(username)  # password hashing is slow on purpose: logins happen before the clock starts
+    stop = run.ready()
     status, page = session.request("GET", "/p/bench/queue/")
     step = 0
     while time.monotonic() < stop:
@@ -237,6 +278,10 @@ def annotate(username: str, port: int, stop: float, recorder: Recorder, reviewed
         if item is None or version is None:
             return  # the queue is empty for this annotator
         candidates = CANDIDATE.findall(page)
+        if think:
+            time.sleep(min(rng.uniform(0.5, 1.5) * think, max(0.0, stop - time.monotonic())))
+            if time.monotonic() >= stop:
+                break
         roll = rng.random()
         decision = "approve" if roll < 0.7 else "reject" if roll < 0.9 else "skip"
         ranking = rng.sample(candidates, len(candidates)) if rng.random() < 0.5 else []
@@ -255,9 +300,11 @@ def annotate(username: str, port: int, stop: float, recorder: Recorder, reviewed
             recorder.add("next_item", time.perf_counter() - started, status == 200)
 
 
-def browse(port: int, stop: float, recorder: Recorder) -> None:
+def browse(port: int, run: Run, recorder: Recorder, think: float) -> None:
+    rng = random.Random()
     session = Session(port)
     session.login("curator")
+    stop = run.ready()
     query = {"status": "pending", "flag": "truncated"}
     cursor = None
     while time.monotonic() < stop:
@@ -265,6 +312,8 @@ def browse(port: int, stop: float, recorder: Recorder) -> None:
         started = time.perf_counter()
         status, page = session.request("GET", "/p/bench/browse/?" + urlencode(params))
         recorder.add("browse_filtered", time.perf_counter() - started, status == 200 and "row-link" in page)
+        if think:
+            time.sleep(rng.uniform(0.25, 0.75) * think)  # a curator reads the page before the next one
         found = re.search(r"cursor=(\d+)", page)
         cursor = found.group(1) if found and cursor is None else None  # first page, then the second, again
 
@@ -278,7 +327,7 @@ def summarize(recorder: Recorder, elapsed: float) -> dict:
         ordered = sorted(samples)
         pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
         report[kind] = {
-            "requests": len(samples), "requests_per_s": len(samples) / elapsed, "errors": recorder.errors.get(kind, 0),
+            "requests": len(samples), "requests_per_s": len(samples) / elapsed if elapsed else 0.0, "errors": recorder.errors.get(kind, 0),
             "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(samples) * 1000,
         }
     return report
@@ -300,31 +349,36 @@ def main() -> None:
     server = start_server(args)
     recorder, reviewed = Recorder(), []
     try:
-        stop = time.monotonic() + args.duration
-        threads = [threading.Thread(target=annotate, args=(f"annotator{i}", args.port, stop, recorder, reviewed))
+        run = Run(args.annotators + args.browse_clients, args.duration)
+        threads = [threading.Thread(target=run.guard, args=(annotate, f"annotator{i}", args.port, run, recorder, reviewed, args.think))
                    for i in range(args.annotators)]
-        threads += [threading.Thread(target=browse, args=(args.port, stop, recorder)) for _ in range(args.browse_clients)]
-        started = time.perf_counter()
+        threads += [threading.Thread(target=run.guard, args=(browse, args.port, run, recorder, args.think))
+                    for _ in range(args.browse_clients)]
         [t.start() for t in threads]
         [t.join() for t in threads]
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - run.started if run.started else 0.0
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
     result = {
         "completions": args.completions, "prompts": args.completions // args.prompts_per, "annotators": args.annotators,
         "browse_clients": args.browse_clients, "duration_s": round(elapsed, 1), "overlap": args.overlap,
+        "think_s": args.think, "load_average_at_end": os.getloadavg(),
         "server": f"gunicorn gthread {args.workers}x{args.threads}", "fill_seconds": round(fill_seconds, 1),
         "cpu_count": os.cpu_count(), "results": summarize(recorder, elapsed),
         "items_reviewed": len(reviewed), "overlap_violations": overlap_violations(args.overlap),
+        "client_failures": run.failures,
     }
     print(f"\n{result['completions']:,} completions over {result['prompts']:,} prompts; {args.annotators} annotators, "
-          f"{args.browse_clients} browse clients, {elapsed:.0f} s, {result['server']}")
+          f"{args.browse_clients} browse clients, think {args.think} s, {elapsed:.0f} s, {result['server']}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'kind':<18}{'req':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for kind, row in result["results"].items():
         print(f"{kind:<18}{row['requests']:>8}{row['requests_per_s']:>9.1f}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}"
               f"{row['p99_ms']:>9.1f}{row['errors']:>8}")
     print(f"items reviewed: {len(reviewed):,}; items reviewed beyond their overlap: {result['overlap_violations']}")
+    for failure in run.failures:
+        print(f"client failure: {failure}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -4,9 +4,10 @@ The student is derived once (K of the teacher's layers) and saved; every row the
 the same data, batch size, sequence length, learning rate, seed and number of steps. Tokens are real (non-pad)
 input tokens, counted the same way for every row; the first `--warmup` steps are not timed.
 
-Rows: ours padded, ours padding-free; TRL SFTTrainer with its defaults (what `SFTTrainer(model, args=SFTConfig(
-per_device_train_batch_size, max_length, max_steps))` gives: gradient checkpointing on, bf16 autocast), TRL with
-padding-free, and TRL matched to our precision and checkpointing (to show where the difference comes from).
+Rows: ours padded, ours padding-free, ours padding-free with bf16 autocast; TRL SFTTrainer with its defaults
+(what `SFTTrainer(model, args=SFTConfig(per_device_train_batch_size, max_length, max_steps))` gives: gradient
+checkpointing on, bf16 autocast), TRL padding-free, and TRL matched to our fp32 without checkpointing.
+On a shared machine use `--repeat 3`: rows are interleaved and the median run of each is reported.
 
     python bench/training_throughput.py [--teacher var/data/models/smollm2-135m-instruct] [--steps 8]
     python bench/training_throughput.py --tiny          # a tiny model built in code: checks the bench runs
@@ -52,7 +53,11 @@ def sft_rows(path: Path | None, count: int) -> list[dict]:
 
 
 class StepTimer:
-    """Wall time and real-token count at the end of every step."""
+    """Wall time, process CPU time and real-token count at the end of every step.
+
+    CPU seconds are reported beside wall seconds: on a shared machine a neighbour's load stretches wall time
+    much more than the CPU time this process spends.
+    """
 
     def __init__(self) -> None:
         from transformers import TrainerCallback
@@ -61,22 +66,25 @@ class StepTimer:
 
         class _Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
-                timer.marks = [(0, time.perf_counter(), state.num_input_tokens_seen)]
+                timer.marks = [(0, time.perf_counter(), time.process_time(), state.num_input_tokens_seen)]
 
             def on_step_end(self, args, state, control, **kwargs):
-                timer.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen))
+                timer.marks.append((state.global_step, time.perf_counter(), time.process_time(),
+                                    state.num_input_tokens_seen))
 
         self.callback = _Callback()
-        self.marks: list[tuple[int, float, int]] = []
+        self.marks: list[tuple[int, float, float, int]] = []
 
     def figures(self, warmup: int) -> dict:
-        (_, t0, n0), (steps, t1, n1) = self.marks[warmup], self.marks[-1]
-        seconds = t1 - t0
-        return {"timed_steps": steps - warmup, "seconds": round(seconds, 2), "tokens": n1 - n0,
-                "tokens_per_second": round((n1 - n0) / seconds, 1), "seconds_per_step": round(seconds / (steps - warmup), 3)}
+        (_, t0, c0, n0), (steps, t1, c1, n1) = self.marks[warmup], self.marks[-1]
+        seconds, cpu, tokens = t1 - t0, c1 - c0, n1 - n0
+        return {"timed_steps": steps - warmup, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+                "tokens": tokens, "tokens_per_second": round(tokens / seconds, 1),
+                "tokens_per_cpu_second": round(tokens / cpu, 1),
+                "seconds_per_step": round(seconds / (steps - warmup), 3)}
 
 
-def run_ours(args, student: Path, data: Path, out: Path, packing: bool) -> dict:
+def run_ours(args, student: Path, data: Path, out: Path, packing: bool, precision: str = "fp32") -> dict:
     from training.ml.config import TrainConfig
     from training.ml.run import run_training
 
@@ -84,7 +92,7 @@ def run_ours(args, student: Path, data: Path, out: Path, packing: bool) -> dict:
         method="sft", student_source="folder", student_path=str(student), train_file=str(data),
         output_dir=str(out), max_steps=args.steps + args.warmup, per_device_batch_size=args.batch,
         max_seq_len=args.seq_len, learning_rate=args.lr, seed=0, save_steps=10**6, logging_steps=10**6,
-        warmup_ratio=0.0, packing=packing, resume=False,
+        warmup_ratio=0.0, packing=packing, resume=False, precision=precision,
     )
     timer = StepTimer()
     result = run_training(config, callbacks=[timer.callback])
@@ -147,6 +155,49 @@ def prepare(args, work: Path) -> tuple[Path, Path, list[dict], dict]:
     return folder, data, rows, info
 
 
+ROWS = ("ours", "ours_padding_free", "ours_padding_free_bf16", "trl_defaults", "trl_padding_free", "trl_matched")
+
+
+def run_row(name: str, args, work: Path, student: Path, data: Path, rows: list[dict]) -> dict:
+    if name == "ours":
+        return run_ours(args, student, data, work / name, packing=False)
+    if name == "ours_padding_free":
+        return run_ours(args, student, data, work / name, packing=True)
+    if name == "ours_padding_free_bf16":
+        return run_ours(args, student, data, work / name, packing=True, precision="bf16")
+    if name == "trl_defaults":
+        return run_trl(args, student, rows, work / name)
+    if name == "trl_padding_free":
+        # TRL refuses padding-free with max_length unless it packs; the demo rows are far shorter than seq_len.
+        return run_trl(args, student, rows, work / name, padding_free=True, max_length=None)
+    return run_trl(args, student, rows, work / name, gradient_checkpointing=False, bf16=False)
+
+
+def measure(args, work: Path, student: Path, data: Path, rows: list[dict]) -> dict:
+    """Every row `--repeat` times, interleaved (ABC ABC) so a neighbour's load falls on all rows alike."""
+    names = [name for name in ROWS if not args.only or name in args.only]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(args.repeat):
+        for name in names:
+            row = run_row(name, args, work, student, data, rows)
+            runs[name].append(row)
+            print(f"{name:18s} {row['tokens_per_second']:8.1f} tokens/s {row['tokens_per_cpu_second']:8.1f} "
+                  f"tokens/cpu-s {row['seconds_per_step']:7.3f} s/step  mean loss {row['train_loss']:.4f}", flush=True)
+            gc.collect()
+    # The median run of each row stands for it; all runs are kept in the JSON.
+    return {name: {**sorted(found, key=lambda r: r["tokens_per_second"])[len(found) // 2], "runs": found}
+            for name, found in runs.items()}
+
+
+def ratios(results: dict, key: str = "tokens_per_second") -> dict[str, float]:
+    speed = {name: row[key] for name, row in results.items()}
+    pairs = [("ours", "trl_defaults"), ("ours_padding_free", "trl_defaults"), ("trl_padding_free", "trl_defaults"),
+             ("trl_matched", "trl_defaults"), ("ours_padding_free", "trl_padding_free"), ("ours", "trl_matched"),
+             ("ours_padding_free", "ours"), ("ours_padding_free_bf16", "trl_defaults"),
+             ("ours_padding_free_bf16", "trl_padding_free")]
+    return {f"{a}_vs_{b}": round(speed[a] / speed[b], 3) for a, b in pairs if a in speed and b in speed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=str(DEFAULT_TEACHER))
@@ -158,50 +209,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--only", nargs="*", help="row names to run (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the median is reported")
+    parser.add_argument("--only", nargs="*", choices=ROWS, help="rows to run (default: all)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     import torch
 
-    rows_to_run = {
-        "ours": lambda: run_ours(args, student, data, work / "ours", packing=False),
-        "ours_padding_free": lambda: run_ours(args, student, data, work / "ours_pf", packing=True),
-        "trl_defaults": lambda: run_trl(args, student, rows, work / "trl"),
-        # TRL refuses padding-free with max_length unless it packs; the demo rows are far shorter than seq_len.
-        "trl_padding_free": lambda: run_trl(args, student, rows, work / "trl_pf", padding_free=True, max_length=None),
-        "trl_matched": lambda: run_trl(args, student, rows, work / "trl_m", gradient_checkpointing=False, bf16=False),
-    }
-    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         work = Path(tmp)
         student, data, rows, info = prepare(args, work)
-        print(f"student: {info['student_params']:,} params ({info['kept_layers']}), teacher {info['teacher_params']:,}")
-        for name, run in rows_to_run.items():
-            if args.only and name not in args.only:
-                continue
-            results[name] = run()
-            print(f"{name:18s} {results[name]['tokens_per_second']:9.1f} tokens/s  "
-                  f"{results[name]['seconds_per_step']:.3f} s/step  mean loss {results[name]['train_loss']:.4f}", flush=True)
-            gc.collect()
-
-    ratios = {}
-    base = results.get("trl_defaults", {}).get("tokens_per_second")
-    for name in ("ours", "ours_padding_free", "trl_padding_free", "trl_matched"):
-        if base and name in results:
-            ratios[f"{name}_vs_trl_defaults"] = round(results[name]["tokens_per_second"] / base, 3)
-    if "ours_padding_free" in results and "trl_padding_free" in results:
-        ratios["ours_padding_free_vs_trl_padding_free"] = round(
-            results["ours_padding_free"]["tokens_per_second"] / results["trl_padding_free"]["tokens_per_second"], 3)
-    if "ours" in results and "trl_matched" in results:
-        ratios["ours_vs_trl_matched"] = round(
-            results["ours"]["tokens_per_second"] / results["trl_matched"]["tokens_per_second"], 3)
-    for key, value in ratios.items():
-        print(f"{key:40s} {value:.2f}x")
-
+        print(f"student: {info['student_params']:,} params (layers {info['kept_layers']}), "
+              f"teacher {info['teacher_params']:,}")
+        results = measure(args, work, student, data, rows)
+    found, found_cpu = ratios(results), ratios(results, "tokens_per_cpu_second")
+    for key, value in found.items():
+        print(f"{key:40s} {value:5.2f}x wall   {found_cpu[key]:5.2f}x cpu")
     report = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "model": info, "rows": results,
-              "ratios": ratios, "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
-              "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available()}
+              "ratios": found, "ratios_cpu_time": found_cpu, "torch_threads": torch.get_num_threads(),
+              "load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

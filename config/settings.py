@@ -176,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Curate teacher outputs, freeze datasets, train and evaluate students.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "status" field; name the shared choice sets instead of numbered StatusNNNEnum.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "curation.models.JobStatus",
+        "PromptStatusEnum": "curation.models.Prompt.Status",
+    },
 }
 
 # Celery. Run state lives in our own tables, so no result backend is configured.

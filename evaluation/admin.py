@@ -52,7 +52,8 @@ def evaluate_against_teacher(modeladmin, request, queryset) -> None:
             modeladmin.message_user(request, f"{training_run}: {' '.join(exc.messages)}", messages.ERROR)
         else:
             url = reverse("evaluation:run_detail", args=[run.pk])
-            modeladmin.message_user(request, format_html('{}: <a href="{}">evaluation #{}</a> queued', training_run, url, run.pk))
+            link = format_html('{}: <a href="{}">evaluation #{}</a> queued', training_run, url, run.pk)
+            modeladmin.message_user(request, link)
 
 
 def attach_training_action(site: admin.AdminSite = admin.site) -> None:

@@ -40,7 +40,8 @@ class EvaluationRunCreateSerializer(serializers.Serializer):
     dataset_version = serializers.IntegerField(required=False, help_text="The version's number in the project.")
     models = serializers.ListField(
         child=serializers.DictField(), min_length=1,
-        help_text="[{teacher_id} | {training_run_id} | {kind: hf|gguf|api, path, api_model?}] with optional label, role",
+        help_text="[{teacher_id} | {training_run_id} | {kind: hf|gguf|api, path, api_model?}], "
+                  "each with an optional label and role",
     )
     tasks = serializers.ListField(child=serializers.CharField(), required=False,
                                   help_text="'heldout', lm-eval task names, or folders of task YAML.")
@@ -137,8 +138,9 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         """Send held-out items back to the review queue, flagged with this run."""
         data = SendBackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        count = services.evaluation_items_send_back(run=self.get_object(), doc_ids=data.validated_data["doc_ids"],
-                                                    actor=request.user, student_label=data.validated_data.get("student", ""))
+        fields = data.validated_data
+        count = services.evaluation_items_send_back(run=self.get_object(), doc_ids=fields["doc_ids"],
+                                                    actor=request.user, student_label=fields.get("student", ""))
         return Response({"sent_back": count})
 
 

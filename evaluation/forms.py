@@ -56,7 +56,9 @@ class RunForm(forms.Form):
                 continue
             model = model_from_line(line)
             if model is None:
-                raise forms.ValidationError(f"Cannot read {line.strip()!r}: use label=hf:FOLDER, gguf:FILE or api:URL#MODEL.")
+                raise forms.ValidationError(
+                    f"Cannot read {line.strip()!r}: use label=hf:FOLDER, label=gguf:FILE or label=api:URL#MODEL."
+                )
             models.append(model)
         return models
 

@@ -43,6 +43,8 @@ def run_is_stale(run: EvaluationRun) -> bool:
 
 @dataclass
 class Comparison:
+    teacher: str | None
+    students: list[str]
     metrics: list[report.MetricRow]
     models: list[report.ModelRow]
     chart: dict
@@ -53,7 +55,8 @@ def run_comparison(run: EvaluationRun) -> Comparison:
     teacher = run.teacher_label if run.teacher_label in run.results else None
     students = [label for label in labels if label != teacher]
     rows = report.metric_rows(run.results, teacher, students)
-    return Comparison(rows, report.model_rows(run.results, run.measurements, teacher, labels), report.retention_chart(rows))
+    models = report.model_rows(run.results, run.measurements, teacher, labels)
+    return Comparison(teacher, students, rows, models, report.retention_chart(rows))
 
 
 def sample_metrics(run: EvaluationRun) -> dict[str, list[str]]:

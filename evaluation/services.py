@@ -8,18 +8,20 @@ in its own child process through ``evaluation.harness``.
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from curation.heartbeat import Heartbeat
 from curation.models import DatasetVersion, JobStatus, Project, Teacher
 from evaluation.harness import (
     EvalOptions,
@@ -79,6 +81,8 @@ def _teacher_spec(project: Project, teacher_id: int) -> dict:
         return {**spec, "kind": "api", "path": url, "api_model": teacher.model_name, "api_key_env": teacher.api_key_env}
     path = _local_path(teacher.model_path)
     path = path / teacher.gguf_file if teacher.gguf_file else path
+    if not path.exists():
+        raise ValidationError({"models": f"The model of teacher {teacher.name} is not at {path}."})
     return {**spec, "kind": "gguf" if path.suffix == ".gguf" else "hf", "path": str(path)}
 
 
@@ -116,9 +120,12 @@ def _resolve_model(project: Project, raw: dict) -> dict:
         if not raw.get("path") or not raw.get("api_model"):
             raise ValidationError({"models": "An API model needs the endpoint URL (path) and api_model."})
         spec = {"label": raw["api_model"], "role": "student", "kind": "api", "path": raw["path"],
-                "api_model": raw["api_model"], "api_key_env": raw.get("api_key_env", ""), "source": {"url": raw["path"]}}
+                "api_model": raw["api_model"], "api_key_env": raw.get("api_key_env", ""),
+                "source": {"url": raw["path"]}}
     else:
-        raise ValidationError({"models": "Each model needs teacher_id, training_run_id, or kind (hf, gguf, api) and path."})
+        raise ValidationError(
+            {"models": "Each model needs teacher_id, training_run_id, or kind (hf, gguf, api) and path."}
+        )
     spec["label"] = str(raw.get("label") or spec["label"])[:100]
     spec["role"] = raw.get("role") or spec["role"]
     if spec["role"] not in ("teacher", "student"):
@@ -214,7 +221,8 @@ def evaluation_run_execute(*, run_id: int) -> str | None:
         return None
     run = EvaluationRun.objects.select_related("dataset_version", "project").get(pk=run_id)
     try:
-        with _Heartbeat(run_id):
+        running = EvaluationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING)
+        with Heartbeat(running, every=HEARTBEAT_SECONDS):
             status, error = _execute(run), ""
     except EvaluationCancelled:
         status, error = JobStatus.CANCELLED, ""
@@ -265,16 +273,12 @@ def _model_env(spec: dict) -> dict[str, str]:
     name = spec.get("api_key_env")
     if not name:
         return {}
-    import os
-
     if not os.environ.get(name):
         raise HarnessError(f"environment variable {name} is not set; it must hold the API key of {spec['label']}")
     return {"OPENAI_API_KEY": os.environ[name]}
 
 
 def _store_result(run_id: int, result: ModelResult) -> None:
-    import json
-
     summary = {
         "role": result.role, "n_samples": result.n_samples, "notes": result.notes,
         "lm_eval_command": result.lm_eval_command, "wall_seconds": result.wall_seconds,
@@ -323,30 +327,6 @@ class _Progress:
         self.cancelled = not EvaluationRun.objects.filter(pk=self.run_id, cancel_requested=False).update(**values)
         self.written_at = time.monotonic()
         return self.cancelled
-
-
-class _Heartbeat:
-    """Writes heartbeat_at from a thread, so a long model load is not mistaken for a dead worker."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"eval-heartbeat-{run_id}", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(HEARTBEAT_SECONDS):
-                EvaluationRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
 
 
 def evaluation_items_send_back(*, run: EvaluationRun, doc_ids: list[int], actor, student_label: str = "") -> int:

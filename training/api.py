@@ -12,7 +12,12 @@ from curation.models import Membership
 from curation.selectors.generation import teacher_lookup
 from training.models import TrainingRun
 from training.selectors import access_dataset_version, access_training_run, run_is_stale, training_runs_visible_to
-from training.services import training_run_cancel, training_run_create, training_run_resume
+from training.services import (
+    training_run_cancel,
+    training_run_create,
+    training_run_resume,
+    training_runs_recover,
+)
 
 CURATOR = Membership.Role.CURATOR
 
@@ -78,8 +83,16 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             runs = runs.filter(dataset_version__project__slug=slug)
         return runs
 
+    def list(self, request, *args, **kwargs):
+        training_runs_recover()  # never answer "running" for a run whose worker is gone
+        return super().list(request, *args, **kwargs)
+
     def get_object(self):
-        return access_training_run(self.request.user, pk=self.kwargs["pk"])
+        run = access_training_run(self.request.user, pk=self.kwargs["pk"])
+        if run_is_stale(run):
+            training_runs_recover(run_ids=[run.pk])
+            run.refresh_from_db()
+        return run
 
     def create(self, request):
         data = TrainingRunCreateSerializer(data=request.data)

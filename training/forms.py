@@ -17,6 +17,12 @@ FORM_HYPERPARAMS = (
     "warmup_ratio", "save_steps", "logging_steps", "packing", "kd_temperature", "kd_alpha", "kd_jsd_beta",
     "dpo_beta", "lora_r", "lora_alpha", "lora_dropout",
 )
+LABELS = {
+    "max_seq_len": "Max sequence length", "per_device_batch_size": "Batch size per device",
+    "grad_accum": "Gradient accumulation", "packing": "Padding-free", "kd_temperature": "KD temperature",
+    "kd_alpha": "KD alpha", "kd_jsd_beta": "KD JSD beta", "dpo_beta": "DPO beta", "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
+}
 HELP = {
     "max_steps": "-1: train for the number of epochs",
     "packing": "padding-free batches: no compute spent on padding",
@@ -28,7 +34,7 @@ HELP = {
 
 
 def _field(name: str, default: Any) -> forms.Field:
-    label = name.replace("_", " ").capitalize()
+    label = LABELS.get(name, name.replace("_", " ").capitalize())
     help_text = HELP.get(name, "")
     if isinstance(default, bool):
         return forms.BooleanField(label=label, initial=default, required=False, help_text=help_text)
@@ -46,7 +52,9 @@ class TrainingRunForm(forms.Form):
     teacher = forms.ModelChoiceField(
         queryset=Teacher.objects.none(), required=False, help_text="local model folder (derive, KD)"
     )
-    keep_layers = forms.IntegerField(min_value=1, required=False, help_text="K of the teacher's layers (derive)")
+    keep_layers = forms.IntegerField(
+        min_value=1, required=False, help_text="K of the teacher's layers (derive; default 10)"
+    )
     student_path = forms.CharField(
         max_length=500, required=False, help_text="model folder: the student, or the LoRA base"
     )

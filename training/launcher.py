@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +110,14 @@ class TrainingProcess:
             self.proc.wait()
 
     def log_tail(self, lines: int = 60, max_chars: int = 8000) -> str:
+        """The end of the log, read from its last 64 KB (the file grows for the whole run)."""
         path = self.run_dir / LOG_FILE
         if not path.exists():
             return ""
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            tail = "".join(deque(handle, maxlen=lines))
-        return tail[-max_chars:]
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 65536))
+            text = handle.read().decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])[-max_chars:]
 
     def outcome(self) -> Outcome:
         code = self.proc.wait() if self.proc is not None else None

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -112,7 +112,3 @@ def stale_runs() -> list[TrainingRun]:
         "id", "status", "worker", "heartbeat_at", "attempts", "step", "checkpoint_step"
     )
     return [run for run in running if run_is_stale(run)]
-
-
-def runs_by_recency(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
-    return runs.order_by(F("created_at").desc(), "-id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -55,6 +56,7 @@ class TeacherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         visible = projects_visible_to(self.request.user)
         return Teacher.objects.filter(Q(project__isnull=True) | Q(project__in=visible)).select_related("project")
 
+    @extend_schema(request=TeacherRegisterSerializer, responses={201: TeacherSerializer})
     def create(self, request):
         data = TeacherRegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -109,6 +111,7 @@ class GenerationJobCreateSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("project", str, description="A project's slug.")]))
 class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = GenerationJobSerializer
     ordering = ["-id"]
@@ -120,6 +123,7 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             jobs = jobs.filter(project__slug=slug)
         return jobs
 
+    @extend_schema(request=GenerationJobCreateSerializer, responses={201: GenerationJobSerializer})
     def create(self, request):
         data = GenerationJobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -131,11 +135,13 @@ class GenerationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         job = generation_job_create(project=project, teacher=teacher, created_by=request.user, **params)
         return Response(GenerationJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = generation_job_cancel(job=access_generation_job(request.user, pk=pk, role=CURATOR))
         return Response(GenerationJobSerializer(job).data)
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         job = generation_job_resume(job=access_generation_job(request.user, pk=pk, role=CURATOR))

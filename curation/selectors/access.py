@@ -48,6 +48,14 @@ def access_project(user, *, slug: str | None = None, pk: int | None = None, role
     return project
 
 
+def access_project_role(user, *, slug: str, role: str = Membership.Role.ANNOTATOR) -> tuple[Project, str]:
+    """``access_project`` that also returns the user's role, for pages that show role-dependent parts (one query less)."""
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project, check_role(user, project, role)
+
+
 def check_role(user, project: Project, role: str = Membership.Role.ANNOTATOR) -> str:
     have = user_role(user, project)
     if have is None:

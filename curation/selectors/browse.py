@@ -62,11 +62,14 @@ def _completions_by_length(low: int | None, high: int | None) -> QuerySet[Comple
     return completions
 
 
-def browse_page(prompts: QuerySet[Prompt], *, cursor: int | None, size: int = PAGE_SIZE) -> Page:
+def browse_page(prompts: QuerySet[Prompt], *, cursor: int | None, size: int = PAGE_SIZE, by_status: bool = False) -> Page:
+    """Newest first. ``by_status``: the filter fixes one status, so walk prompt_queue_idx (project, status, id)
+    rather than the primary key, which would step over every item of the other statuses."""
     if cursor:
         prompts = prompts.filter(id__lt=cursor)
+    ordering = ("-project_id", "-status", "-id") if by_status else ("-id",)
     rows = list(
-        prompts.order_by("-id").only("id", "text", "status", "review_count", "needs_adjudication", "updated_at")
+        prompts.order_by(*ordering).only("id", "text", "status", "review_count", "needs_adjudication", "updated_at")
         .prefetch_related("flags", "tags")[: size + 1]
     )
     more = len(rows) > size

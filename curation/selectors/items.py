@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404
 
 from curation.models import Assignment, Completion, CompletionRevision, Flag, Project, Prompt, Review
@@ -62,17 +62,22 @@ class Item:
         ]
 
 
-def item_get(*, project: Project, prompt_id: int, user) -> Item:
-    """The item with everything the review page shows, and the user's own review and assignment."""
-    prompt = (
-        Prompt.objects.filter(project=project, pk=prompt_id)
-        .prefetch_related(
-            Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id")),
-            Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id")),
-            "tags",
-        )
-        .first()
-    )
+_RELATED = (
+    Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id")),
+    Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id")),
+    "tags",
+)
+
+
+def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = None) -> Item:
+    """The item with everything the review page shows, and the user's own review and assignment.
+
+    ``prompt``: the row when the caller has it already (the queue just handed it out), one query less.
+    """
+    if prompt is not None and prompt.pk == prompt_id and prompt.project_id == project.pk:
+        prefetch_related_objects([prompt], *_RELATED)
+    else:
+        prompt = Prompt.objects.filter(project=project, pk=prompt_id).prefetch_related(*_RELATED).first()
     if prompt is None:
         raise Http404("No such item in this project.")
     flags = list(prompt.flags.all())

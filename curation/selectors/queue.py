@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from curation.models import Assignment, Completion, Project, Prompt, Review
 
@@ -38,14 +38,16 @@ def open_assignment(*, project: Project, annotator) -> Assignment | None:
 
 
 def _open_prompts(project: Project, annotator) -> QuerySet[Prompt]:
-    mine = Review.objects.filter(prompt=OuterRef("pk"), annotator=annotator, superseded=False)
-    has_candidates = Completion.objects.filter(prompt=OuterRef("pk"))
+    # Scalar subqueries rather than EXISTS on purpose: PostgreSQL turns EXISTS into merge joins that read the
+    # completions (and this annotator's reviews) from the first prompt up to the queue's front, a cost that
+    # grows with every item reviewed. A scalar subquery stays a per-row index probe, the same cost at the
+    # millionth item as at the first.
+    mine = Review.objects.filter(prompt=OuterRef("pk"), annotator=annotator, superseded=False).values("id")[:1]
+    candidate = Completion.objects.filter(prompt=OuterRef("pk")).order_by().values("id")[:1]
     return (
         Prompt.objects.filter(project=project)
-        .alias(load=F("review_count") + F("claimed"))
-        .filter(load__lt=project.reviews_required)
-        .filter(Exists(has_candidates))
-        .exclude(Exists(mine))
+        .alias(load=F("review_count") + F("claimed"), candidate=Subquery(candidate), mine=Subquery(mine))
+        .filter(load__lt=project.reviews_required, candidate__isnull=False, mine__isnull=True)
     )
 
 
@@ -63,7 +65,9 @@ def queue_candidate(*, project: Project, annotator) -> Prompt | None:
             _open_prompts(project, annotator)
             .filter(status=status)
             .select_for_update(skip_locked=True)
-            .order_by("id")
+            # The same order as by id (project and status are fixed by the filter), spelled out so that the
+            # planner walks prompt_queue_idx instead of the primary key past every item already reviewed.
+            .order_by("project_id", "status", "id")
             .first()
         )
         if prompt is not None:

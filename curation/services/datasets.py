@@ -11,12 +11,13 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from curation.bulk import insert_rows, to_json
 from curation.models import Completion, DatasetRow, DatasetVersion, Project, Prompt, Review
 
 CHUNK = 1000
@@ -43,80 +44,109 @@ def dataset_version_freeze(
             project=project, number=number, created_by=created_by, note=note, seed=seed,
             heldout_fraction=heldout_fraction, rule=dict(RULE), content_hash="",
         )
-        skipped, nearest = _copy_rows(version, project)
+        digest = hashlib.sha256()
+        skipped, nearest = _copy_rows(version, project, digest)
         if version.row_count == 0:
             raise ValidationError(
                 "Nothing to freeze: the project has no approved prompts with a chosen or edited answer."
             )
         _ensure_both_splits(version, nearest)
         version.rule["skipped_without_answer"] = skipped
-        version.content_hash = _content_hash(version)
+        version.content_hash = _content_hash(version, digest)
         version.save()
     return version
 
 
-def _copy_rows(version: DatasetVersion, project: Project) -> tuple[int, dict[str, tuple[float, int]]]:
-    """Write the rows in prompt-id order, a chunk at a time.
+ROW_FIELDS = ("version", "position", "split", "prompt_id", "messages", "response", "original", "rejected", "source",
+              "metadata")
+
+
+class _Candidate(NamedTuple):
+    id: int
+    text: str
+    source: str
+
+
+class _Review(NamedTuple):
+    id: int
+    chosen_id: int | None
+    ranking: list
+    edited_text: str
+
+
+def _copy_rows(version: DatasetVersion, project: Project, digest) -> tuple[int, dict[str, tuple[float, int]]]:
+    """Write the rows in prompt-id order, a chunk at a time (plain tuples: a freeze can copy millions),
+    feeding each row's content to ``digest``.
 
     Returns how many approved prompts had no answer, and per split the row nearest the threshold
     (split key, position), in case one side ends up empty.
     """
     approved = Prompt.objects.filter(project=project, status=Prompt.Status.APPROVED).order_by("id")
+    columns = ("id", "messages", "content_hash", "external_id", "metadata")
     last_id, skipped, position = 0, 0, 0
     nearest: dict[str, tuple[float, int]] = {}
-    while prompts := list(approved.filter(id__gt=last_id)[:CHUNK]):
-        last_id = prompts[-1].id
-        reviews = _final_reviews([p.id for p in prompts])
-        completions = _completions([p.id for p in prompts])
+    while prompts := list(approved.filter(id__gt=last_id).values_list(*columns)[:CHUNK]):
+        last_id = prompts[-1][0]
+        reviews = _final_reviews([p[0] for p in prompts])
+        completions = _completions([p[0] for p in prompts])
         rows = []
-        for prompt in prompts:
-            row = _row(version, prompt, reviews.get(prompt.id), completions.get(prompt.id, []), project.system_prompt)
-            if row is None:
+        for prompt_id, messages, content_hash, external_id, metadata in prompts:
+            review = reviews.get(prompt_id)
+            answer = _answer(review, completions.get(prompt_id, [])) if review else None
+            if answer is None:
                 skipped += 1
                 continue
-            key = _split_key(version.seed, prompt.content_hash)
-            row.split = DatasetRow.Split.HELDOUT if key < version.heldout_fraction else DatasetRow.Split.TRAIN
-            row.position = position
-            position += 1
-            rows.append(row)
+            response, original, rejected, chosen = answer
+            key = _split_key(version.seed, content_hash)
+            split = DatasetRow.Split.HELDOUT if key < version.heldout_fraction else DatasetRow.Split.TRAIN
+            meta = {
+                "review_id": review.id, "completion_id": chosen.id if chosen else None,
+                "edited": response != original, "external_id": external_id, "prompt": metadata,
+            }
+            messages = _with_system(messages, project.system_prompt)
+            digest.update(_line([messages, response, original, rejected]))
+            rows.append((
+                version.pk, position, split, prompt_id, to_json(messages), response, original, to_json(rejected),
+                chosen.source if chosen else "edited", to_json(meta),
+            ))
             # The held-out row with the highest key and the training row with the lowest are nearest the line.
-            best = nearest.get(row.split)
-            score = key if row.split == DatasetRow.Split.HELDOUT else -key
-            if best is None or score > best[0]:
-                nearest[row.split] = (score, row.position)
-        DatasetRow.objects.bulk_create(rows, batch_size=CHUNK)
+            score = key if split == DatasetRow.Split.HELDOUT else -key
+            if split not in nearest or score > nearest[split][0]:
+                nearest[split] = (score, position)
+            position += 1
+            version.heldout_count += split == DatasetRow.Split.HELDOUT
+            version.pair_count += len(_pairs(response, original, rejected))
+        insert_rows(DatasetRow, ROW_FIELDS, rows, ignore_conflicts=False)
         version.row_count += len(rows)
-        version.heldout_count += sum(1 for row in rows if row.split == DatasetRow.Split.HELDOUT)
-        version.pair_count += sum(len(_pairs(row.response, row.original, row.rejected)) for row in rows)
     return skipped, nearest
 
 
-def _final_reviews(prompt_ids: list[int]) -> dict[int, Review]:
+def _final_reviews(prompt_ids: list[int]) -> dict[int, _Review]:
     reviews = (
         Review.objects.filter(prompt_id__in=prompt_ids, decision=Review.Decision.APPROVE, superseded=False)
-        .select_related("chosen")
         .order_by("prompt_id", "-is_adjudication", "-updated_at", "-id")
+        .values_list("prompt_id", "id", "chosen_id", "ranking", "edited_text")
     )
-    final: dict[int, Review] = {}
-    for review in reviews:
-        final.setdefault(review.prompt_id, review)
+    final: dict[int, _Review] = {}
+    for prompt_id, *review in reviews:
+        final.setdefault(prompt_id, _Review(*review))
     return final
 
 
-def _completions(prompt_ids: list[int]) -> dict[int, list[Completion]]:
-    grouped: dict[int, list[Completion]] = {}
-    for completion in Completion.objects.filter(prompt_id__in=prompt_ids).only("id", "prompt_id", "text", "source"):
-        grouped.setdefault(completion.prompt_id, []).append(completion)
+def _completions(prompt_ids: list[int]) -> dict[int, list[_Candidate]]:
+    grouped: dict[int, list[_Candidate]] = {}
+    rows = Completion.objects.filter(prompt_id__in=prompt_ids).order_by("id").values_list("prompt_id", "id", "text", "source")
+    for prompt_id, *candidate in rows:
+        grouped.setdefault(prompt_id, []).append(_Candidate(*candidate))
     return grouped
 
 
-def _row(version, prompt: Prompt, review: Review | None, completions: list[Completion], system: str):
-    """The frozen row of one prompt, or None when its review gives no answer."""
-    if review is None:
-        return None
+def _answer(review: _Review, completions: list[_Candidate]) -> tuple[str, str, list[str], _Candidate | None] | None:
+    """(response, original, rejected texts, chosen candidate) of a final review, or None when it gives no answer."""
     by_id = {c.id: c for c in completions}
     ranking = [by_id[i] for i in review.ranking if isinstance(i, int) and i in by_id]
-    chosen = review.chosen or (ranking[0] if ranking else None) or (completions[0] if len(completions) == 1 else None)
+    chosen = by_id.get(review.chosen_id) or (ranking[0] if ranking else None)
+    chosen = chosen or (completions[0] if len(completions) == 1 else None)
     original = chosen.text if chosen else ""
     response = review.edited_text or original
     if not response.strip():
@@ -126,18 +156,13 @@ def _row(version, prompt: Prompt, review: Review | None, completions: list[Compl
     else:  # no usable ranking: every other candidate lost to the chosen one
         worse = [c for c in completions if c != chosen]
     rejected = list(dict.fromkeys(c.text for c in worse if c.text != response))
-    messages = list(prompt.messages)
+    return response, original, rejected, chosen
+
+
+def _with_system(messages: list[dict], system: str) -> list[dict]:
     if system and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system})
-    return DatasetRow(
-        version=version, prompt_id=prompt.id, messages=messages, response=response, original=original, rejected=rejected,
-        source=chosen.source if chosen else "edited",
-        metadata={
-            "review_id": review.id, "completion_id": chosen.id if chosen else None,
-            "edited": bool(review.edited_text) and review.edited_text != original,
-            "external_id": prompt.external_id, "prompt": prompt.metadata,
-        },
-    )
+        return [{"role": "system", "content": system}, *messages]
+    return messages
 
 
 def _split_key(seed: int, content_hash: str) -> float:
@@ -157,11 +182,12 @@ def _ensure_both_splits(version: DatasetVersion, nearest: dict[str, tuple[float,
     version.train_count = version.row_count - version.heldout_count
 
 
-def _content_hash(version: DatasetVersion) -> str:
-    digest = hashlib.sha256()
-    fields = ("split", "messages", "response", "original", "rejected")
-    for values in version.rows.order_by("position").values_list(*fields).iterator(chunk_size=CHUNK):
-        digest.update(_line(list(values)))
+def _content_hash(version: DatasetVersion, rows_digest) -> str:
+    """The rows' content in position order, then which positions are held out (the split is content too)."""
+    digest = hashlib.sha256(rows_digest.digest())
+    heldout = version.rows.filter(split=DatasetRow.Split.HELDOUT).order_by("position").values_list("position", flat=True)
+    for position in heldout.iterator(chunk_size=10 * CHUNK):
+        digest.update(b"%d," % position)
     return digest.hexdigest()
 
 

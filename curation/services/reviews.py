@@ -8,6 +8,7 @@ are recomputed from the reviews under one lock and never drift.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from curation.models import Assignment, Completion, CompletionRevision, Project,
 from curation.selectors.queue import assignment_ttl, open_assignment, queue_candidate
 
 Decision = Review.Decision
+RECLAIM_EVERY_SECONDS = 10
 
 
 class StaleReview(Exception):
@@ -41,8 +43,17 @@ class ReviewInput:
 
 def assignment_next(*, project: Project, annotator) -> Prompt | None:
     """The item the annotator holds, or a new one taken atomically from the queue; None when nothing is left."""
-    assignments_reclaim_expired(project=project)
-    with transaction.atomic():
+    reclaimed = assignments_reclaim_expired(project=project) if _reclaim_due(project) else None
+    prompt = _take(project, annotator)
+    if prompt is None and reclaimed is None and assignments_reclaim_expired(project=project):
+        prompt = _take(project, annotator)  # the queue looked empty only because of abandoned items
+    return prompt
+
+
+def _take(project: Project, annotator) -> Prompt | None:
+    # No savepoint when nested (review_submit_and_next): nothing here is caught and retried, and each
+    # savepoint is two more round trips on the annotator's critical path.
+    with transaction.atomic(savepoint=False):
         held = open_assignment(project=project, annotator=annotator)
         if held is not None:
             return held.prompt
@@ -54,6 +65,18 @@ def assignment_next(*, project: Project, annotator) -> Prompt | None:
         prompt.status = Prompt.Status.IN_REVIEW
         prompt.save(update_fields=["claimed", "status", "updated_at"])
         return prompt
+
+
+_last_reclaim: dict[int, float] = {}
+
+
+def _reclaim_due(project: Project) -> bool:
+    """Look for abandoned items at most every few seconds per process: the hand-out path stays one query shorter."""
+    now = time.monotonic()
+    if now - _last_reclaim.get(project.pk, -1e9) < RECLAIM_EVERY_SECONDS:
+        return False
+    _last_reclaim[project.pk] = now
+    return True
 
 
 def assignments_reclaim_expired(*, project: Project) -> int:
@@ -98,35 +121,50 @@ def _validate(prompt: Prompt, data: ReviewInput, completions: dict[int, Completi
     return ranking, completions.get(chosen_id) if chosen_id is not None else None
 
 
-def review_submit(*, prompt: Prompt, annotator, data: ReviewInput, adjudicate: bool = False) -> Review:
-    """Create or update ``annotator``'s review of ``prompt``; refuse with ``StaleReview`` if it changed meanwhile."""
+def review_submit_and_next(*, project: Project, prompt_id: int, annotator, data: ReviewInput) -> tuple[Review, Prompt | None]:
+    """Save the review and hand out the next item in one transaction (one commit: the annotator's round trip)."""
     with transaction.atomic():
-        prompt = Prompt.objects.select_for_update().select_related("project").get(pk=prompt.pk)
-        review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
-        if (review.version if review else 0) != data.version:
-            raise StaleReview(review)
-        completions = {c.id: c for c in prompt.completions.all()}
-        ranking, chosen = _validate(prompt, data, completions)
-        before = _effective_text(review, chosen)
-        edited = data.edited_text if chosen is not None and data.edited_text != chosen.text else ""
-        if not edited.strip():
-            edited = ""
-        review = review or Review(prompt=prompt, annotator=annotator, version=0)
-        review.decision, review.ranking, review.chosen = data.decision, ranking, chosen
-        review.edited_text, review.comment = edited, data.comment.strip()
-        review.seconds_spent = max(0.0, min(float(data.seconds_spent), 24 * 3600.0)) + (review.seconds_spent or 0)
-        review.is_adjudication = adjudicate or review.is_adjudication
-        review.superseded = False
-        review.version += 1
-        review.save()
-        after = edited or (chosen.text if chosen else "")
-        if chosen is not None and before is not None and before != after:
-            CompletionRevision.objects.create(
-                completion=chosen, review=review, author=annotator, text_before=before, text_after=after
-            )
-        Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
-        prompt_refresh(prompt)
-        return review
+        review = _submit(project, prompt_id, annotator, data, adjudicate=False)
+        return review, assignment_next(project=project, annotator=annotator)
+
+
+def review_submit(*, project: Project, prompt_id: int, annotator, data: ReviewInput, adjudicate: bool = False) -> Review:
+    """Create or update ``annotator``'s review of a prompt; refuse with ``StaleReview`` if it changed meanwhile.
+
+    Raises ``Prompt.DoesNotExist`` for a prompt outside ``project``.
+    """
+    with transaction.atomic():
+        return _submit(project, prompt_id, annotator, data, adjudicate=adjudicate)
+
+
+def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, adjudicate: bool) -> Review:
+    """The body of a save; the caller holds the transaction."""
+    prompt = Prompt.objects.select_for_update().select_related("project").get(pk=prompt_id, project=project)
+    review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
+    if (review.version if review else 0) != data.version:
+        raise StaleReview(review)
+    completions = {c.id: c for c in prompt.completions.all()}
+    ranking, chosen = _validate(prompt, data, completions)
+    before = _effective_text(review, chosen)
+    edited = data.edited_text if chosen is not None and data.edited_text != chosen.text else ""
+    if not edited.strip():
+        edited = ""
+    review = review or Review(prompt=prompt, annotator=annotator, version=0)
+    review.decision, review.ranking, review.chosen = data.decision, ranking, chosen
+    review.edited_text, review.comment = edited, data.comment.strip()
+    review.seconds_spent = max(0.0, min(float(data.seconds_spent), 24 * 3600.0)) + (review.seconds_spent or 0)
+    review.is_adjudication = adjudicate or review.is_adjudication
+    review.superseded = False
+    review.version += 1
+    review.save()
+    after = edited or (chosen.text if chosen else "")
+    if chosen is not None and before is not None and before != after:
+        CompletionRevision.objects.create(
+            completion=chosen, review=review, author=annotator, text_before=before, text_after=after
+        )
+    released, _ = Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
+    prompt_refresh(prompt, claimed=max(0, prompt.claimed - released))
+    return review
 
 
 def _effective_text(review: Review | None, chosen: Completion | None) -> str | None:
@@ -160,8 +198,11 @@ def review_revert(*, revision: CompletionRevision, actor, expected_version: int)
         return review
 
 
-def prompt_refresh(prompt: Prompt) -> None:
+def prompt_refresh(prompt: Prompt, *, claimed: int | None = None) -> None:
     """Recompute a locked prompt's counts and status from its reviews and assignments.
+
+    ``claimed``: the open assignments when the caller knows them (every change to them happens under this
+    prompt's lock, so a count the caller kept is exact); otherwise they are counted.
 
     Unanimous reviews (same decision and, for approvals, the same chosen candidate) decide the item once
     ``reviews_required`` of them are in; anything else waits for a curator, whose adjudication is final.
@@ -169,7 +210,7 @@ def prompt_refresh(prompt: Prompt) -> None:
     rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
                 .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication"))
     prompt.review_count = len(rows)
-    prompt.claimed = Assignment.objects.filter(prompt=prompt).count()
+    prompt.claimed = Assignment.objects.filter(prompt=prompt).count() if claimed is None else claimed
     prompt.needs_adjudication = False
     required = prompt.project.reviews_required
     adjudications = [decision for decision, _, is_adj in rows if is_adj]

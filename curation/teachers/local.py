@@ -83,7 +83,7 @@ class LocalTeacher:
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         eos_ids = _eos_ids(model, tokenizer)
         if params.seed is not None:
-            # Seeded per batch so a resumed job draws the same samples for the same batch.
+            # Seeded per batch: the same prompts batched the same way give the same samples.
             torch.manual_seed(params.seed + start)
         with torch.inference_mode():
             output = model.generate(

@@ -53,7 +53,8 @@ def adjudicate(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             data = _answer(form.to_input(), request.POST.get("answer", ""), row["reviews"])
-            saved = reviews.review_submit(prompt=row["item"].prompt, annotator=request.user, data=data, adjudicate=True)
+            saved = reviews.review_submit(project=context["project"], prompt_id=pk, annotator=request.user, data=data,
+                                          adjudicate=True)
             return render(request, f"{TEMPLATE}#decided", {**context, "item": row["item"], "saved": saved})
         except reviews.StaleReview:
             error = "Your adjudication of this item changed elsewhere since this page was loaded. Reload the page."

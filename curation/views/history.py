@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import RevertForm
 from curation.models import CompletionRevision, Membership
-from curation.selectors.access import access_project, user_role
+from curation.selectors.access import access_project, access_project_role
 from curation.selectors.items import item_get, item_reviews, item_revisions
 from curation.services import reviews
 
@@ -26,10 +26,10 @@ def _versions(item) -> dict[str, tuple[str, str]]:
 
 @require_GET
 def item_history(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    project = access_project(request.user, slug=slug)
+    project, role = access_project_role(request.user, slug=slug)
     item = item_get(project=project, prompt_id=pk, user=request.user)
     revisions = item_revisions(item.prompt)
-    context = {"project": project, "role": user_role(request.user, project), "item": item, "revisions": revisions,
+    context = {"project": project, "role": role, "item": item, "revisions": revisions,
                "reviews": item_reviews(item.prompt)}
     return render(request, TEMPLATE, context)
 
@@ -45,11 +45,11 @@ def item_diff(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_POST
 def revision_revert(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Restore a revision's text into its review; only its own annotator or a curator may."""
-    project = access_project(request.user, slug=slug)
+    project, role = access_project_role(request.user, slug=slug)
     revision = get_object_or_404(CompletionRevision.objects.select_related("review", "completion__prompt"),
                                  pk=pk, completion__prompt__project=project)
     owner = revision.review.annotator_id if revision.review else None
-    if owner != request.user.pk and user_role(request.user, project) != Membership.Role.CURATOR:
+    if owner != request.user.pk and role != Membership.Role.CURATOR:
         raise PermissionDenied("Only the author of this review or a curator can revert it.")
     form = RevertForm(request.POST)
     try:
@@ -57,14 +57,14 @@ def revision_revert(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             raise ValidationError("The page did not say which version it saw; reload it.")
         reviews.review_revert(revision=revision, actor=request.user, expected_version=form.cleaned_data["version"])
     except reviews.StaleReview:
-        return _history_error(request, project, revision, "That review changed since this page was loaded: nothing was reverted. Reload to see the latest history.")
+        return _history_error(request, project, role, revision, "That review changed since this page was loaded: nothing was reverted. Reload to see the latest history.")
     except ValidationError as error:
-        return _history_error(request, project, revision, " ".join(error.messages))
+        return _history_error(request, project, role, revision, " ".join(error.messages))
     return redirect("curation:item_history", project.slug, revision.completion.prompt_id)
 
 
-def _history_error(request, project, revision, message: str) -> HttpResponse:
+def _history_error(request, project, role: str, revision, message: str) -> HttpResponse:
     item = item_get(project=project, prompt_id=revision.completion.prompt_id, user=request.user)
-    context = {"project": project, "role": user_role(request.user, project), "item": item,
+    context = {"project": project, "role": role, "item": item,
                "revisions": item_revisions(item.prompt), "reviews": item_reviews(item.prompt), "error": message}
     return render(request, TEMPLATE, context, status=409)

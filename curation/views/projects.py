@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from curation.forms import FreezeForm, ImportForm
 from curation.models import Membership
-from curation.selectors.access import access_project, projects_visible_to, user_role
+from curation.selectors.access import access_project, access_project_role, projects_visible_to
 from curation.selectors.stats import agreement_summary, status_counts, throughput
 
 TEMPLATE = "curation/project_dashboard.html"
@@ -23,10 +23,10 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def project_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
-    project = access_project(request.user, slug=slug)
+    project, role = access_project_role(request.user, slug=slug)
     context = {
         "project": project,
-        "role": user_role(request.user, project),
+        "role": role,
         "stats": status_counts(project),
         "throughput": throughput(project),
         "versions": project.dataset_versions.select_related("created_by")[:5],

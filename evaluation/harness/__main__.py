@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -22,9 +24,22 @@ def _emit(fraction: float, message: str) -> None:
     print(PROGRESS_MARK + json.dumps({"fraction": round(fraction, 4), "message": message}), flush=True)
 
 
+def _exit_with_parent() -> None:
+    """Stop when the process that started us is gone (a killed worker), instead of running on orphaned."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from .runner import evaluate_model
 
+    _exit_with_parent()
     config = ModelRunConfig.from_dict(json.loads(Path(args.config).read_text()))
     error = Path(config.output_dir) / "error.json"
     try:
@@ -106,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evaluation.harness")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="evaluate models, each in its own process")
-    run.add_argument("--model", action="append", required=True, help="LABEL=hf:FOLDER | LABEL=gguf:FILE | LABEL=api:URL#MODEL")
+    run.add_argument("--model", action="append", required=True,
+                     help="[LABEL=]hf:FOLDER | [LABEL=]gguf:FILE | [LABEL=]api:URL#MODEL (LABEL teacher: the teacher)")
     run.add_argument("--heldout", help="held-out JSONL in the curation sft format")
     run.add_argument("--tasks", nargs="*", default=[], help="built-in task names or YAML files")
     run.add_argument("--task-dir", action="append", default=[], help="a folder of task YAML")

@@ -79,13 +79,16 @@ def run_model_subprocess(
 
 
 def _follow(proc: subprocess.Popen, log, on_progress: Progress | None) -> None:
+    # This thread must drain the pipe to the end whatever happens, or a full pipe would stall the child.
     for line in proc.stdout:
-        if line.startswith(PROGRESS_MARK):
-            if on_progress:
+        if not line.startswith(PROGRESS_MARK):
+            log.write(line)
+        elif on_progress:
+            try:
                 event = json.loads(line[len(PROGRESS_MARK) :])
                 on_progress(event["fraction"], event["message"])
-        else:
-            log.write(line)
+            except Exception as exc:  # noqa: BLE001 - a progress hiccup must not stop the evaluation
+                log.write(f"progress callback failed: {exc!r}\n")
 
 
 def _wait(proc: subprocess.Popen, should_cancel: ShouldCancel | None, poll_seconds: float) -> bool:

@@ -193,11 +193,18 @@
     if (ws.dataset.keepState) saveLocalDraft();
   }
 
+  // A save went through: the local draft of that item is no longer needed. The key is taken when the request
+  // leaves, because by the time the answer is in, the workspace may already show the next item.
+  var savingKey = null;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (ws && e.detail.elt === form) savingKey = draftKey();
+  });
   document.addEventListener("htmx:afterRequest", function (e) {
-    // A save went through: the local draft of that item is no longer needed.
-    if (ws && e.detail.elt === form && e.detail.successful && e.detail.xhr.status < 300) {
-      try { localStorage.removeItem(draftKey()); } catch (err) { /* ignore */ }
+    if (!e.detail.elt || e.detail.elt.id !== "review-form") return;
+    if (savingKey && e.detail.successful && e.detail.xhr.status < 300) {
+      try { localStorage.removeItem(savingKey); } catch (err) { /* ignore */ }
     }
+    savingKey = null;
   });
 
   document.addEventListener("keydown", function (e) {
@@ -211,6 +218,7 @@
     if (e.key === "Escape" && typing) { document.activeElement.blur(); return; }
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     var key = e.key;
+    if (key === "Enter" && /^(A|BUTTON|SUMMARY)$/.test(document.activeElement.tagName)) return; // let it activate
     if (key === "j" || key === "ArrowRight") { focus = Math.min(focus + 1, cards.length - 1); paint(); }
     else if (key === "k" || key === "ArrowLeft") { focus = Math.max(focus - 1, 0); paint(); }
     else if (/^[1-9]$/.test(key)) moveTo(parseInt(key, 10) - 1);

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.django_db
 def approve(prompt, user, *, chosen=None, version=0, edited_text="", adjudicate=False):
     chosen = chosen or prompt.completions.order_by("id").first()
     data = ReviewInput(decision="approve", version=version, chosen_id=chosen.pk, edited_text=edited_text)
-    return review_submit(prompt=prompt, annotator=user, data=data, adjudicate=adjudicate)
+    return review_submit(project=prompt.project, prompt_id=prompt.pk, annotator=user, data=data, adjudicate=adjudicate)
 
 
 def reject(prompt, user, version=0, adjudicate=False):
-    return review_submit(prompt=prompt, annotator=user, data=ReviewInput(decision="reject", version=version),
+    return review_submit(project=prompt.project, prompt_id=prompt.pk, annotator=user, data=ReviewInput(decision="reject", version=version),
                          adjudicate=adjudicate)
 
 
@@ -82,10 +82,10 @@ def test_ranking_and_chosen_must_belong_to_the_item(project, annotator):
     item, elsewhere = make_items(project, 2)
     alien = elsewhere.completions.first().pk
     with pytest.raises(ValidationError):
-        review_submit(prompt=item, annotator=annotator, data=ReviewInput(decision="approve", version=0, chosen_id=alien))
+        review_submit(project=project, prompt_id=item.pk, annotator=annotator, data=ReviewInput(decision="approve", version=0, chosen_id=alien))
     with pytest.raises(ValidationError):
-        review_submit(prompt=item, annotator=annotator, data=ReviewInput(decision="reject", version=0, ranking=[alien]))
-    ranked = review_submit(prompt=item, annotator=annotator, data=ReviewInput(
+        review_submit(project=project, prompt_id=item.pk, annotator=annotator, data=ReviewInput(decision="reject", version=0, ranking=[alien]))
+    ranked = review_submit(project=project, prompt_id=item.pk, annotator=annotator, data=ReviewInput(
         decision="approve", version=0, ranking=[c.pk for c in item.completions.order_by("-id")]))
     assert ranked.chosen_id == item.completions.order_by("-id").first().pk  # the top of the ranking
 

@@ -49,6 +49,7 @@ def endpoint():
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_api_model_runs_generation_tasks_only(endpoint, tiny_pair, tmp_path):
     ChatHandler.seen.clear()
     # Even with the chat template off for the run, an endpoint gets messages.

@@ -22,6 +22,8 @@ from evaluation.harness import (
 )
 from evaluation.harness.process import PROJECT_ROOT, child_env
 
+pytestmark = pytest.mark.slow  # each test starts model processes
+
 # One thread per child: faster on a shared 2-core machine, and the CLI comparison runs the same way.
 ENV = {"OMP_NUM_THREADS": "1"}
 OPTIONS = EvalOptions(batch_size=2)

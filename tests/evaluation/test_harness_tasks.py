@@ -44,18 +44,21 @@ def builtin_messages(tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_builtin_task_without_local_data_fails_with_a_clear_message(builtin_messages):
     message = builtin_messages["hellaswag"]
     assert message.startswith("TaskUnreachable: Task 'hellaswag' cannot run here")
     assert "Rowan/hellaswag" in message and "needs network access" in message and "local copy" in message
 
 
+@pytest.mark.slow
 def test_tags_and_groups_name_the_leaf_task(builtin_messages):
     assert builtin_messages["ai2_arc"].startswith("TaskUnreachable: Task 'arc_challenge' (part of 'ai2_arc')")
     assert builtin_messages["gsm8k"].startswith("TaskUnreachable: Task 'gsm8k' cannot run here: its dataset "
                                                 "'openai/gsm8k' (main) is not on this machine")
 
 
+@pytest.mark.slow
 def test_check_command_exits_non_zero(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "evaluation.harness", "check", "arc_easy"],

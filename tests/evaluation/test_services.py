@@ -53,14 +53,19 @@ def test_create_resolves_models_and_queues_on_commit(project, version, teacher, 
     assert run.teacher_label == "big" and run.student_labels == ["small"]
 
 
-def test_api_and_gguf_teachers_resolve(project):
+def test_api_and_gguf_teachers_resolve(project, tmp_path):
     api = Teacher.objects.create(project=project, name="remote", kind=Teacher.Kind.OPENAI,
                                  base_url="http://vllm:8000/v1/", model_name="m", api_key_env="VLLM_KEY")
     spec = services._resolve_model(project, {"teacher_id": api.pk})
     assert (spec["kind"], spec["path"], spec["api_model"], spec["api_key_env"]) == (
         "api", "http://vllm:8000/v1/chat/completions", "m", "VLLM_KEY")
-    gguf = Teacher.objects.create(project=project, name="q", kind=Teacher.Kind.LOCAL, model_path="/m", gguf_file="x.gguf")
-    assert services._resolve_model(project, {"teacher_id": gguf.pk})["kind"] == "gguf"
+    gguf = Teacher.objects.create(project=project, name="q", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path),
+                                  gguf_file="x.gguf")
+    with pytest.raises(ValidationError, match="The model of teacher q is not at"):
+        services._resolve_model(project, {"teacher_id": gguf.pk})
+    (tmp_path / "x.gguf").write_bytes(b"GGUF")
+    spec = services._resolve_model(project, {"teacher_id": gguf.pk})
+    assert (spec["kind"], spec["path"]) == ("gguf", str(tmp_path / "x.gguf"))
 
 
 @pytest.mark.parametrize("models, tasks, options, message", [

@@ -100,3 +100,14 @@ def test_run_list_form_creates_a_run(client, project, curator, tmp_path, django_
     bad = client.post(reverse("evaluation:run_create", args=[project.slug]), {
         "other_models": "nonsense", "tasks": "heldout", "batch_size": 4, "max_gen_toks": 64})
     assert bad.status_code == 400 and b"Cannot read" in bad.content
+
+
+def test_metrics_the_teacher_lacks_keep_their_columns(client, run, curator):
+    """An API teacher has no perplexity: its cell and the retention read "—", the columns stay aligned."""
+    del run.results["teacher"]["metrics"]["heldout_ppl"]
+    run.save(update_fields=["results"])
+    client.force_login(curator)
+    html = client.get(reverse("evaluation:run_detail", args=[run.pk])).content.decode()
+    row = html[html.index("word_perplexity"):]
+    row = row[: row.index("</tr>")]
+    assert row.count("<td") == 3 and row.count("—") == 2  # after the metric: teacher —, student value, retention —

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -38,7 +40,8 @@ def test_create_answers_400_with_the_service_message(version, local_teacher, cur
     )
     assert response.status_code == 400
     assert "warmup_ratio" in str(response.json()["hyperparams"])
-    assert _client(curator).post(URL, {"dataset_version": version.pk, "teacher": "nope"}, format="json").status_code == 404
+    unknown = _client(curator).post(URL, {"dataset_version": version.pk, "teacher": "nope"}, format="json")
+    assert unknown.status_code == 404
 
 
 def test_create_is_refused_to_annotators_and_hidden_from_outsiders(version, local_teacher, annotator, outsider):
@@ -66,3 +69,14 @@ def test_cancel_and_resume_actions(version, local_teacher, curator, annotator, o
     assert _client(curator).post(f"{URL}{run.pk}/cancel/").json()["status"] == JobStatus.CANCELLED
     assert _client(curator).post(f"{URL}{run.pk}/cancel/").status_code == 400
     assert _client(curator).post(f"{URL}{run.pk}/resume/").json()["status"] == JobStatus.QUEUED
+
+
+def test_reading_a_run_whose_worker_died_recovers_it(version, local_teacher, curator):
+    from django.utils import timezone
+
+    run = training_run_create(dataset_version=version, created_by=curator)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING, attempts=1, worker="elsewhere:1", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    body = _client(curator).get(f"{URL}{run.pk}/").json()
+    assert body["status"] == JobStatus.QUEUED and "lost its worker" in body["error"]

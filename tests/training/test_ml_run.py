@@ -53,9 +53,9 @@ def test_progress_events_carry_step_total_speed_and_eta(make_config):
 
 
 def test_same_seed_gives_the_same_final_loss(make_config, tmp_path):
-    first = run_training(make_config(output_dir=str(tmp_path / "a")))
-    second = run_training(make_config(output_dir=str(tmp_path / "b")))
-    other_seed = run_training(make_config(output_dir=str(tmp_path / "c"), seed=8))
+    first = run_training(make_config(output_dir=str(tmp_path / "a"), max_steps=8))
+    second = run_training(make_config(output_dir=str(tmp_path / "b"), max_steps=8))
+    other_seed = run_training(make_config(output_dir=str(tmp_path / "c"), max_steps=8, seed=8))
 
     assert first.final_loss == pytest.approx(second.final_loss, rel=1e-6)
     assert first.final_loss != pytest.approx(other_seed.final_loss, rel=1e-6)
@@ -142,3 +142,18 @@ def test_lora_sft_completes_and_exports_a_merged_model(make_config, tiny_teacher
     assert result.trainable_params < result.student_params
     merged = load_causal_lm(result.model_dir)
     assert not any("lora" in key for key in merged.state_dict())
+
+
+def test_a_half_written_checkpoint_is_passed_over(make_config):
+    from training.ml.run import last_checkpoint
+
+    config = make_config()
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = config.checkpoints_dir / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (config.checkpoints_dir / "checkpoint-20").mkdir()
+    (config.checkpoints_dir / "checkpoint-20" / "trainer_state.json").write_text('{"cut sho')  # killed mid-write
+
+    assert last_checkpoint(config).endswith("checkpoint-10")

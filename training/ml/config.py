@@ -46,7 +46,7 @@ class TrainConfig:
     logging_steps: int = 10
     precision: Precision = "auto"  # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool = False
-    packing: bool = True  # padding-free: a batch is one flat sequence with per-example positions
+    packing: bool = True  # SFT/KD padding-free: a batch is one flat sequence with per-example positions (DPO pads)
     resume: bool = True  # continue from the last checkpoint in output_dir when there is one
 
     kd_temperature: float = 2.0

@@ -105,7 +105,7 @@ def tokenize_sft(
         # Templates normally render the prompt as a prefix of the whole; if one does not, the shared prefix
         # is the prompt and everything after it is learned.
         cut = 0
-        for a, b in zip(prompt, full):
+        for a, b in zip(prompt, full, strict=False):
             if a != b:
                 break
             cut += 1

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from training.ml.config import TrainConfig
-from training.ml.protocol import complete_checkpoints
 from training.ml.progress import ProgressCallback, ProgressFn, StopFn
+from training.ml.protocol import complete_checkpoints
 
 
 @dataclass
