@@ -178,17 +178,18 @@ def cleanup(project) -> None:
     """Raw deletes: the ORM's cascade would load hundreds of thousands of objects to delete them."""
     from django.db import connection, transaction
 
-    from curation.models import Completion, DatasetRow, DatasetVersion, ImportJob, Prompt, Review
+    from curation import models as m
 
+    in_prompts = "prompt_id IN (SELECT id FROM {p} WHERE project_id = %s)"
     statements = [
-        (DatasetRow, "version_id IN (SELECT id FROM {v} WHERE project_id = %s)"),
-        (DatasetVersion, "project_id = %s"),
-        (Review, "prompt_id IN (SELECT id FROM {p} WHERE project_id = %s)"),
-        (Completion, "prompt_id IN (SELECT id FROM {p} WHERE project_id = %s)"),
-        (Prompt, "project_id = %s"),
-        (ImportJob, "project_id = %s"),
+        (m.DatasetRow, "version_id IN (SELECT id FROM {v} WHERE project_id = %s)"),
+        (m.DatasetVersion, "project_id = %s"),
+        (m.CompletionRevision, "completion_id IN (SELECT c.id FROM {c} c JOIN {p} p ON p.id = c.prompt_id WHERE p.project_id = %s)"),
+        *((model, in_prompts) for model in (m.Flag, m.Tag, m.Assignment, m.SimilarityKey, m.Review, m.Completion)),
+        (m.Prompt, "project_id = %s"),
+        (m.ImportJob, "project_id = %s"),
     ]
-    tables = {"v": DatasetVersion._meta.db_table, "p": Prompt._meta.db_table}
+    tables = {"v": m.DatasetVersion._meta.db_table, "p": m.Prompt._meta.db_table, "c": m.Completion._meta.db_table}
     with transaction.atomic(), connection.cursor() as cursor:
         for model, where in statements:
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE {where.format(**tables)}", [project.pk])  # noqa: S608

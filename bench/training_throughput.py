@@ -4,9 +4,10 @@ The student is derived once (K of the teacher's layers) and saved; every row the
 the same data, batch size, sequence length, learning rate, seed and number of steps. Tokens are real (non-pad)
 input tokens, counted the same way for every row; the first `--warmup` steps are not timed.
 
-Rows: ours padded, ours padding-free, ours padding-free with bf16 autocast; TRL SFTTrainer with its defaults
-(what `SFTTrainer(model, args=SFTConfig(per_device_train_batch_size, max_length, max_steps))` gives: gradient
-checkpointing on, bf16 autocast), TRL padding-free, and TRL matched to our fp32 without checkpointing.
+Rows: ours with its defaults (precision auto: bf16 autocast on a CPU/GPU with native bf16), padded and padding-free,
+and ours in fp32; TRL SFTTrainer with its defaults (what `SFTTrainer(model, args=SFTConfig(per_device_train_batch_size,
+max_length, max_steps))` gives: gradient checkpointing on, bf16 autocast), TRL padding-free, and TRL in fp32
+without checkpointing (matched to ours_fp32).
 On a shared machine use `--repeat 3`: rows are interleaved and the median run of each is reported.
 
     python bench/training_throughput.py [--teacher var/data/models/smollm2-135m-instruct] [--steps 8]
@@ -84,7 +85,7 @@ class StepTimer:
                 "seconds_per_step": round(seconds / (steps - warmup), 3)}
 
 
-def run_ours(args, student: Path, data: Path, out: Path, packing: bool, precision: str = "fp32") -> dict:
+def run_ours(args, student: Path, data: Path, out: Path, packing: bool, precision: str = "auto") -> dict:
     from training.ml.config import TrainConfig
     from training.ml.run import run_training
 
@@ -94,9 +95,11 @@ def run_ours(args, student: Path, data: Path, out: Path, packing: bool, precisio
         max_seq_len=args.seq_len, learning_rate=args.lr, seed=0, save_steps=10**6, logging_steps=10**6,
         warmup_ratio=0.0, packing=packing, resume=False, precision=precision,
     )
+    from training.ml.trainers import resolve_precision
+
     timer = StepTimer()
     result = run_training(config, callbacks=[timer.callback])
-    return {**timer.figures(args.warmup), "train_loss": result.train_loss}
+    return {**timer.figures(args.warmup), "train_loss": result.train_loss, "precision": resolve_precision(config)}
 
 
 def run_trl(args, student: Path, rows: list[dict], out: Path, **settings) -> dict:
@@ -155,7 +158,7 @@ def prepare(args, work: Path) -> tuple[Path, Path, list[dict], dict]:
     return folder, data, rows, info
 
 
-ROWS = ("ours", "ours_padding_free", "ours_padding_free_bf16", "trl_defaults", "trl_padding_free", "trl_matched")
+ROWS = ("ours", "ours_padding_free", "ours_fp32", "trl_defaults", "trl_padding_free", "trl_matched")
 
 
 def run_row(name: str, args, work: Path, student: Path, data: Path, rows: list[dict]) -> dict:
@@ -163,8 +166,8 @@ def run_row(name: str, args, work: Path, student: Path, data: Path, rows: list[d
         return run_ours(args, student, data, work / name, packing=False)
     if name == "ours_padding_free":
         return run_ours(args, student, data, work / name, packing=True)
-    if name == "ours_padding_free_bf16":
-        return run_ours(args, student, data, work / name, packing=True, precision="bf16")
+    if name == "ours_fp32":
+        return run_ours(args, student, data, work / name, packing=False, precision="fp32")
     if name == "trl_defaults":
         return run_trl(args, student, rows, work / name)
     if name == "trl_padding_free":
@@ -191,10 +194,9 @@ def measure(args, work: Path, student: Path, data: Path, rows: list[dict]) -> di
 
 def ratios(results: dict, key: str = "tokens_per_second") -> dict[str, float]:
     speed = {name: row[key] for name, row in results.items()}
-    pairs = [("ours", "trl_defaults"), ("ours_padding_free", "trl_defaults"), ("trl_padding_free", "trl_defaults"),
-             ("trl_matched", "trl_defaults"), ("ours_padding_free", "trl_padding_free"), ("ours", "trl_matched"),
-             ("ours_padding_free", "ours"), ("ours_padding_free_bf16", "trl_defaults"),
-             ("ours_padding_free_bf16", "trl_padding_free")]
+    pairs = [("ours", "trl_defaults"), ("ours_padding_free", "trl_defaults"), ("ours_padding_free", "trl_padding_free"),
+             ("ours_fp32", "trl_matched"), ("ours_padding_free", "ours"), ("ours", "ours_fp32"),
+             ("trl_padding_free", "trl_defaults"), ("trl_matched", "trl_defaults")]
     return {f"{a}_vs_{b}": round(speed[a] / speed[b], 3) for a, b in pairs if a in speed and b in speed}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from curation.models import Completion, Flag, Membership, Project, Prompt, Review, Tag
 from curation.selectors.items import EVAL_REGRESSION
@@ -70,7 +70,7 @@ def browse_page(prompts: QuerySet[Prompt], *, cursor: int | None, size: int = PA
     ordering = ("-project_id", "-status", "-id") if by_status else ("-id",)
     rows = list(
         prompts.order_by(*ordering).only("id", "text", "status", "review_count", "needs_adjudication", "updated_at")
-        .prefetch_related("flags", "tags")[: size + 1]
+        .prefetch_related(Prefetch("flags", to_attr="flag_list"), Prefetch("tags", to_attr="tag_list"))[: size + 1]
     )
     more = len(rows) > size
     rows = rows[:size]
@@ -87,9 +87,14 @@ def filter_choices(project: Project) -> dict:
     choices = cache.get(key)
     if choices is None:
         choices = {
-            "sources": sorted(Completion.objects.filter(prompt__project=project).values_list("source", flat=True).distinct()),
-            "flags": sorted(Flag.objects.filter(prompt__project=project).values_list("kind", flat=True).distinct()),
-            "tags": sorted(Tag.objects.filter(prompt__project=project).values_list("name", flat=True).distinct()[:200]),
+            # order_by() drops the models' default ordering, which DISTINCT would otherwise include.
+            "sources": sorted(
+                Completion.objects.filter(prompt__project=project).order_by().values_list("source", flat=True).distinct()
+            ),
+            "flags": sorted(Flag.objects.filter(prompt__project=project).order_by().values_list("kind", flat=True).distinct()),
+            "tags": sorted(
+                Tag.objects.filter(prompt__project=project).order_by().values_list("name", flat=True).distinct()[:200]
+            ),
         }
         cache.set(key, choices, 300)
     # Items sent back by evaluation come first (what a curator looks for), then the automatic signals.

@@ -33,7 +33,7 @@ def _chunks(prompt_ids: Iterable[int]) -> Iterator[list[int]]:
 
 
 def _locked(project: Project, ids: list[int]) -> list[Prompt]:
-    return list(Prompt.objects.select_for_update().select_related("project").filter(project=project, id__in=ids).order_by("id"))
+    return list(Prompt.objects.select_for_update(of=("self",)).select_related("project").filter(project=project, id__in=ids).order_by("id"))
 
 
 def prompts_bulk_decide(*, project: Project, prompt_ids: Iterable[int], decision: str, actor) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 
 from curation.bulk import insert_rows, to_json
@@ -36,6 +38,7 @@ def dataset_version_freeze(
     """Copy the project's approved prompts, with their curated answers, into a new numbered version."""
     if not 0 <= heldout_fraction < 1:
         raise ValidationError({"heldout_fraction": "The held-out fraction must be at least 0 and below 1."})
+    _refresh_statistics()
     with transaction.atomic():
         # Locking the project serialises concurrent freezes, so two versions never get the same number.
         Project.objects.select_for_update().filter(pk=project.pk).first()
@@ -44,15 +47,14 @@ def dataset_version_freeze(
             project=project, number=number, created_by=created_by, note=note, seed=seed,
             heldout_fraction=heldout_fraction, rule=dict(RULE), content_hash="",
         )
-        digest = hashlib.sha256()
-        skipped, nearest = _copy_rows(version, project, digest)
+        writer = _copy_rows(version, project)
         if version.row_count == 0:
             raise ValidationError(
                 "Nothing to freeze: the project has no approved prompts with a chosen or edited answer."
             )
-        _ensure_both_splits(version, nearest)
-        version.rule["skipped_without_answer"] = skipped
-        version.content_hash = _content_hash(version, digest)
+        _ensure_both_splits(version, writer.nearest)
+        version.rule["skipped_without_answer"] = writer.skipped
+        version.content_hash = _content_hash(version, writer.digest)
         version.save()
     return version
 
@@ -74,71 +76,104 @@ class _Review(NamedTuple):
     edited_text: str
 
 
-def _copy_rows(version: DatasetVersion, project: Project, digest) -> tuple[int, dict[str, tuple[float, int]]]:
-    """Write the rows in prompt-id order, a chunk at a time (plain tuples: a freeze can copy millions),
-    feeding each row's content to ``digest``.
+def _refresh_statistics() -> None:
+    """PostgreSQL: ANALYZE what the freeze reads, before reading it.
 
-    Returns how many approved prompts had no answer, and per split the row nearest the threshold
-    (split key, position), in case one side ends up empty.
+    A bulk import or approval can leave the planner believing these tables are nearly empty, and a plan made
+    on that belief (a nested loop over a spilled subquery) turns a one-minute freeze into an hours-long one.
+    Run outside the freeze's transaction, so the lock ANALYZE takes is released at once.
     """
-    approved = Prompt.objects.filter(project=project, status=Prompt.Status.APPROVED).order_by("id")
-    columns = ("id", "messages", "content_hash", "external_id", "metadata")
-    last_id, skipped, position = 0, 0, 0
-    nearest: dict[str, tuple[float, int]] = {}
-    while prompts := list(approved.filter(id__gt=last_id).values_list(*columns)[:CHUNK]):
-        last_id = prompts[-1][0]
-        reviews = _final_reviews([p[0] for p in prompts])
-        completions = _completions([p[0] for p in prompts])
-        rows = []
-        for prompt_id, messages, content_hash, external_id, metadata in prompts:
-            review = reviews.get(prompt_id)
-            answer = _answer(review, completions.get(prompt_id, [])) if review else None
-            if answer is None:
-                skipped += 1
-                continue
-            response, original, rejected, chosen = answer
-            key = _split_key(version.seed, content_hash)
-            split = DatasetRow.Split.HELDOUT if key < version.heldout_fraction else DatasetRow.Split.TRAIN
-            meta = {
-                "review_id": review.id, "completion_id": chosen.id if chosen else None,
-                "edited": response != original, "external_id": external_id, "prompt": metadata,
-            }
-            messages = _with_system(messages, project.system_prompt)
-            digest.update(_line([messages, response, original, rejected]))
-            rows.append((
-                version.pk, position, split, prompt_id, to_json(messages), response, original, to_json(rejected),
-                chosen.source if chosen else "edited", to_json(meta),
-            ))
-            # The held-out row with the highest key and the training row with the lowest are nearest the line.
-            score = key if split == DatasetRow.Split.HELDOUT else -key
-            if split not in nearest or score > nearest[split][0]:
-                nearest[split] = (score, position)
-            position += 1
-            version.heldout_count += split == DatasetRow.Split.HELDOUT
-            version.pair_count += len(_pairs(response, original, rejected))
-        insert_rows(DatasetRow, ROW_FIELDS, rows, ignore_conflicts=False)
-        version.row_count += len(rows)
-    return skipped, nearest
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        for model in (Prompt, Review, Completion):
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 
-def _final_reviews(prompt_ids: list[int]) -> dict[int, _Review]:
-    reviews = (
-        Review.objects.filter(prompt_id__in=prompt_ids, decision=Review.Decision.APPROVE, superseded=False)
+def _copy_rows(version: DatasetVersion, project: Project) -> _RowWriter:
+    """Stream the approved prompts, their final reviews and their candidates side by side, in prompt-id order.
+
+    Three ordered queries read in step (not one query per chunk of prompts): their plans do not depend on
+    fresh table statistics, which a bulk approval can leave stale, turning per-chunk lookups into scans.
+    """
+    approved = {"prompt__project": project, "prompt__status": Prompt.Status.APPROVED}
+    prompts = (
+        Prompt.objects.filter(project=project, status=Prompt.Status.APPROVED).order_by("id")
+        .values_list("id", "messages", "content_hash", "external_id", "metadata")
+    )
+    reviews = _InStep(
+        Review.objects.filter(**approved, decision=Review.Decision.APPROVE, superseded=False)
         .order_by("prompt_id", "-is_adjudication", "-updated_at", "-id")
         .values_list("prompt_id", "id", "chosen_id", "ranking", "edited_text")
     )
-    final: dict[int, _Review] = {}
-    for prompt_id, *review in reviews:
-        final.setdefault(prompt_id, _Review(*review))
-    return final
+    candidates = _InStep(
+        Completion.objects.filter(**approved).order_by("prompt_id", "id").values_list("prompt_id", "id", "text", "source")
+    )
+    writer = _RowWriter(version, project.system_prompt)
+    for prompt in prompts.iterator(chunk_size=CHUNK):
+        found = reviews.take(prompt[0])
+        writer.add(prompt, _Review(*found[0]) if found else None, [_Candidate(*c) for c in candidates.take(prompt[0])])
+    writer.flush()
+    return writer
 
 
-def _completions(prompt_ids: list[int]) -> dict[int, list[_Candidate]]:
-    grouped: dict[int, list[_Candidate]] = {}
-    rows = Completion.objects.filter(prompt_id__in=prompt_ids).order_by("id").values_list("prompt_id", "id", "text", "source")
-    for prompt_id, *candidate in rows:
-        grouped.setdefault(prompt_id, []).append(_Candidate(*candidate))
-    return grouped
+class _InStep:
+    """Rows of a query ordered by prompt id, handed out group by group as the prompts go by."""
+
+    def __init__(self, queryset):
+        self._groups = groupby(queryset.iterator(chunk_size=CHUNK), key=itemgetter(0))
+        self._current = next(self._groups, None)
+
+    def take(self, prompt_id: int) -> list[tuple]:
+        while self._current is not None and self._current[0] < prompt_id:
+            self._current = next(self._groups, None)
+        if self._current is None or self._current[0] != prompt_id:
+            return []
+        rows = [row[1:] for row in self._current[1]]
+        self._current = next(self._groups, None)
+        return rows
+
+
+class _RowWriter:
+    """Turns each prompt into its frozen row, inserts them a chunk at a time, keeps counts and the content hash."""
+
+    def __init__(self, version: DatasetVersion, system_prompt: str):
+        self.version, self.system_prompt = version, system_prompt
+        self.digest = hashlib.sha256()
+        self.skipped = 0
+        # Per split, the row nearest the threshold (score, position), in case one side ends up empty.
+        self.nearest: dict[str, tuple[float, int]] = {}
+        self._rows: list[tuple] = []
+
+    def add(self, prompt: tuple, review: _Review | None, candidates: list[_Candidate]) -> None:
+        prompt_id, messages, content_hash, external_id, metadata = prompt
+        answer = _answer(review, candidates) if review else None
+        if answer is None:
+            self.skipped += 1
+            return
+        response, original, rejected, chosen = answer
+        version, position = self.version, self.version.row_count
+        key = _split_key(version.seed, content_hash)
+        split = DatasetRow.Split.HELDOUT if key < version.heldout_fraction else DatasetRow.Split.TRAIN
+        messages = _with_system(messages, self.system_prompt)
+        meta = {"review_id": review.id, "completion_id": chosen.id if chosen else None,
+                "edited": response != original, "external_id": external_id, "prompt": metadata}
+        self.digest.update(_line([messages, response, original, rejected]))
+        self._rows.append((version.pk, position, split, prompt_id, to_json(messages), response, original,
+                           to_json(rejected), chosen.source if chosen else "edited", to_json(meta)))
+        # The held-out row with the highest key and the training row with the lowest are nearest the line.
+        score = key if split == DatasetRow.Split.HELDOUT else -key
+        if split not in self.nearest or score > self.nearest[split][0]:
+            self.nearest[split] = (score, position)
+        version.row_count += 1
+        version.heldout_count += split == DatasetRow.Split.HELDOUT
+        version.pair_count += len(_pairs(response, original, rejected))
+        if len(self._rows) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        insert_rows(DatasetRow, ROW_FIELDS, self._rows, ignore_conflicts=False)
+        self._rows = []
 
 
 def _answer(review: _Review, completions: list[_Candidate]) -> tuple[str, str, list[str], _Candidate | None] | None:

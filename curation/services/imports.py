@@ -1,8 +1,9 @@
 """Importing teacher outputs: one service behind the command, the API and the upload page.
 
-The file is streamed record by record (``curation.importers``) and written in batches: per batch, one query
-finds the prompts that exist already, one bulk insert adds the others, one query finds their ids, one finds
-the completions that exist, one bulk insert adds the new ones. Memory stays flat whatever the file size.
+The file is streamed record by record (``curation.importers``) and written in batches of 5,000: per batch, one
+query finds the prompts that exist already, one insert adds the others and returns their ids, one insert adds
+the completions (skipping those stored before). No per-row query, no per-value ORM work (``curation.bulk``),
+and memory stays flat whatever the file size.
 
 All-or-nothing by default: the whole import is one transaction, and after the first invalid line nothing
 more is written (the rest is still read, to report every bad line). With ``skip_invalid`` each batch commits

@@ -86,7 +86,8 @@ def assignments_reclaim_expired(*, project: Project) -> int:
     if not stale:
         return 0
     with transaction.atomic():
-        prompts = Prompt.objects.select_for_update().filter(id__in={p for _, p in stale}).order_by("id")
+        prompts = (Prompt.objects.select_for_update(of=("self",)).select_related("project")
+                   .filter(id__in={p for _, p in stale}).order_by("id"))
         Assignment.objects.filter(id__in=[a for a, _ in stale], touched_at__lt=cutoff).delete()
         for prompt in prompts:
             prompt_refresh(prompt)
@@ -139,7 +140,7 @@ def review_submit(*, project: Project, prompt_id: int, annotator, data: ReviewIn
 
 def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, adjudicate: bool) -> Review:
     """The body of a save; the caller holds the transaction."""
-    prompt = Prompt.objects.select_for_update().select_related("project").get(pk=prompt_id, project=project)
+    prompt = Prompt.objects.select_for_update(of=("self",)).select_related("project").get(pk=prompt_id, project=project)
     review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
     if (review.version if review else 0) != data.version:
         raise StaleReview(review)
@@ -181,10 +182,12 @@ def review_revert(*, revision: CompletionRevision, actor, expected_version: int)
     if revision.review_id is None:
         raise ValidationError("This revision's review no longer exists; there is nothing to revert into.")
     with transaction.atomic():
-        review = Review.objects.select_for_update().select_related("chosen").get(pk=revision.review_id)
+        # The prompt first, as every other write does: one lock order, no deadlock with a save in flight.
+        completion = revision.completion
+        prompt = Prompt.objects.select_for_update(of=("self",)).select_related("project").get(pk=completion.prompt_id)
+        review = Review.objects.select_related("chosen").get(pk=revision.review_id)
         if review.version != expected_version:
             raise StaleReview(review)
-        completion = revision.completion
         current = _effective_text(review, completion) if review.chosen_id == completion.id else completion.text
         target = revision.text_after
         review.chosen = completion
@@ -194,7 +197,7 @@ def review_revert(*, revision: CompletionRevision, actor, expected_version: int)
         CompletionRevision.objects.create(
             completion=completion, review=review, author=actor, text_before=current, text_after=target
         )
-        prompt_refresh(Prompt.objects.select_for_update().get(pk=review.prompt_id))
+        prompt_refresh(prompt)
         return review
 
 

@@ -9,7 +9,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
-    """``$DISTILLERY_DATA_DIR`` or ``var/data`` under the repo root (the same rule as settings)."""
-    configured = os.environ.get("DISTILLERY_DATA_DIR")
-    path = Path(configured) if configured else REPO_ROOT / "var" / "data"
-    return path if path.is_absolute() else REPO_ROOT / path
+    """The data dir by the settings' rule, for code run without Django (``python -m``, bench scripts).
+
+    ``$DISTILLERY_DATA_DIR``, else ``data`` under ``$DISTILLERY_VAR_DIR``, else ``var/data`` in the repo.
+    """
+    if configured := os.environ.get("DISTILLERY_DATA_DIR"):
+        return Path(configured).resolve()
+    return (Path(os.environ.get("DISTILLERY_VAR_DIR", REPO_ROOT / "var")) / "data").resolve()

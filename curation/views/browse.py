@@ -29,9 +29,10 @@ def browse(request: HttpRequest, slug: str) -> HttpResponse:
     # Rows link to their item by appending the id: one reverse() per page instead of two per row.
     item_base = reverse("curation:item", args=[project.slug, 0]).removesuffix("0/")
     context = {"project": project, "role": role, "form": form, "page": page, "item_base": item_base,
-               "active": active, "more_query": more, "choices": filter_choices(project)}
-    fragment = "#rows" if filters.get("cursor") else "#results"
-    return render(request, f"{TEMPLATE}{fragment}" if request.htmx else TEMPLATE, context)
+               "active": active, "more_query": more}
+    if request.htmx:  # a fragment: the filter menus (and the scans behind them) are not part of it
+        return render(request, f"{TEMPLATE}#rows" if filters.get("cursor") else f"{TEMPLATE}#results", context)
+    return render(request, TEMPLATE, {**context, "choices": filter_choices(project)})
 
 
 @require_POST

@@ -173,8 +173,10 @@
   }
 
   function init(root) {
-    ws = root.querySelector(".ws[data-prompt]") || (root.matches && root.matches(".ws[data-prompt]") ? root : null);
-    if (!ws) { ws = null; return; }
+    var found = root.querySelector(".ws[data-prompt]") || (root.matches && root.matches(".ws[data-prompt]") ? root : null);
+    if (!found || found.dataset.ready) return;
+    ws = found;
+    ws.dataset.ready = "1";
     form = ws.querySelector("#review-form");
     cards = Array.prototype.slice.call(ws.querySelectorAll("#candidates .cand"));
     focus = 0;
@@ -212,6 +214,7 @@
     if (e.key === "?" && !editing() && !/^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName)) {
       e.preventDefault(); if (dialog && !dialog.open) dialog.showModal(); return;
     }
+    if ((!ws || !document.body.contains(ws)) && document.querySelector(".ws[data-prompt]")) init(document);
     if (!ws || !document.body.contains(ws) || (dialog && dialog.open)) return;
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); submit("approve"); return; }
     var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
@@ -237,5 +240,8 @@
     if (e.target.closest("[data-action=help]")) document.getElementById("shortcuts").showModal();
   });
 
-  htmx.onLoad(function (element) { if (element.querySelector && (element.querySelector(".ws[data-prompt]") || element.matches(".ws[data-prompt]"))) init(element); });
+  // Right after the swap, not at htmx:load (which waits for the settle delay): a key pressed the moment the
+  // next item appears must already act on it.
+  document.addEventListener("htmx:afterSwap", function (e) { if (e.detail.target.id === "workspace") init(e.detail.target); });
+  htmx.onLoad(function (element) { if (element.querySelector) init(element); });
 })();

@@ -33,8 +33,9 @@ def current_item(page) -> int:
 def press_and_wait_next(page, key: str) -> None:
     before = current_item(page)
     page.keyboard.press(key)
-    page.wait_for_function(
-        "before => { const ws = document.querySelector('.ws'); return ws && ws.dataset.prompt !== String(before); }",
+    page.wait_for_function(  # the next item is on screen and its keyboard handling is ready (or the queue is empty)
+        "before => { const ws = document.querySelector('.ws');"
+        " return ws && ws.dataset.prompt !== String(before) && (ws.dataset.ready === '1' || !ws.dataset.prompt); }",
         arg=before)
 
 

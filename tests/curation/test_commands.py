@@ -86,7 +86,7 @@ def test_load_demo_is_idempotent(monkeypatch):
     assert project.name == "Demo: SmolLM2 distillation" and project.system_prompt and project.guidelines
     assert Membership.objects.get(project=project, user=admin).role == "curator"
     prompts, completions = Prompt.objects.filter(project=project).count(), Completion.objects.count()
-    assert prompts >= 24 and completions >= 2 * prompts - 5 and "imported" in first
+    assert prompts >= 24 and completions > prompts and "imported" in first
     assert Completion.objects.filter(finish_reason="length").exists()
     run("load_demo")
     assert (Prompt.objects.count(), Completion.objects.count(), ImportJob.objects.count()) == (prompts, completions, 1)

@@ -144,6 +144,7 @@ def test_revert_restores_a_revision_as_a_new_revision(project, annotator):
     assert CompletionRevision.objects.count() == 3
 
 
+@pytest.mark.integration  # also in the PostgreSQL run, where it exercises FOR UPDATE SKIP LOCKED
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_hand_outs_never_give_one_item_twice(project):
     annotators = [MembershipFactory(project=project).user for _ in range(6)]

@@ -62,8 +62,9 @@ def test_same_seed_gives_the_same_final_loss(make_config, tmp_path):
 
 
 def test_padding_free_gives_the_padded_loss(make_config, tmp_path):
-    padded = run_training(make_config(output_dir=str(tmp_path / "a"), packing=False, max_steps=5))
-    packed = run_training(make_config(output_dir=str(tmp_path / "b"), packing=True, max_steps=5))
+    # fp32: the claim is that the two batch layouts compute the same thing, not that bf16 rounds alike.
+    padded = run_training(make_config(output_dir=str(tmp_path / "a"), packing=False, max_steps=5, precision="fp32"))
+    packed = run_training(make_config(output_dir=str(tmp_path / "b"), packing=True, max_steps=5, precision="fp32"))
     assert packed.final_loss == pytest.approx(padded.final_loss, rel=1e-4)
 
 

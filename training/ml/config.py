@@ -44,7 +44,7 @@ class TrainConfig:
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 10
-    precision: Precision = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    precision: Precision = "auto"  # auto: bf16 autocast on GPUs/CPUs with native bf16, else fp32 (weights stay fp32)
     gradient_checkpointing: bool = False
     packing: bool = True  # SFT/KD padding-free: a batch is one flat sequence with per-example positions (DPO pads)
     resume: bool = True  # continue from the last checkpoint in output_dir when there is one

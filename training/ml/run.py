@@ -184,6 +184,8 @@ def write_report(config: TrainConfig, result: TrainResult, stats: Any, student: 
     import torch
     import transformers
 
+    from training.ml.trainers import resolve_precision
+
     params = {
         "teacher": result.teacher_params,
         "student": result.student_params,
@@ -204,6 +206,7 @@ def write_report(config: TrainConfig, result: TrainResult, stats: Any, student: 
         "loss_history": [
             {"step": entry["step"], "loss": entry["loss"]} for entry in history if "loss" in entry
         ],
+        "precision": resolve_precision(config),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     path = Path(config.output_dir) / "report.json"
