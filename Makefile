@@ -27,7 +27,7 @@ migrate: install
 demo-model: install
 	$(PY) manage.py build_demo_model
 
-demo: migrate
+demo: migrate demo-model
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py load_demo
 
@@ -57,8 +57,11 @@ browser-deps:
 	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) || \
 	  echo "chromium could not be installed: browser tests will be skipped"
 
+# Benchmarks print figures and write JSON to bench/results/; see each script's --help for sizes.
 bench: install
 	$(PY) bench/import_export.py
+	$(PY) bench/generation.py
+	$(PY) bench/eval_overhead.py
 
 clean:
 	rm -rf var/test .pytest_cache

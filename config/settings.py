@@ -214,6 +214,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_QUEUES_ALL = "default,generation,training,evaluation"
 
+# Evaluations of built-in lm-eval tasks may fetch datasets from the hub only when this is on.
+EVALUATION_ALLOW_HUB = env_bool("EVALUATION_ALLOW_HUB", False)
+
 # Where hf / datasets caches go: inside the data dir, never ~/.cache, and never a hub download at run time.
 os.environ.setdefault("HF_HOME", str(DATA_DIR / "hf_home"))
 
