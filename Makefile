@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv install run web worker migrate demo demo-model test test-fast integration browser-deps bench clean
+.PHONY: venv install run migrate demo demo-model test integration browser-deps bench bench-review clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench: install
 	$(PY) bench/import_export.py
 	$(PY) bench/generation.py
 	$(PY) bench/eval_overhead.py
+
+# Review round-trip latency on PostgreSQL with concurrent simulated annotators (BENCH_ARGS="--completions 100000").
+bench-review: install
+	$(PY) bench/review_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache

@@ -324,7 +324,8 @@ class Teacher(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     model_path = models.CharField(max_length=500, blank=True, help_text="Local: a model folder or a .gguf file.")
     gguf_file = models.CharField(max_length=255, blank=True)
-    base_url = models.URLField(blank=True)
+    # A CharField, not URLField: Django's URL check rejects service names like http://vllm:8000/v1.
+    base_url = models.CharField(max_length=500, blank=True, help_text="e.g. http://localhost:8000/v1")
     model_name = models.CharField(max_length=200, blank=True)
     api_key_env = models.CharField(
         max_length=100, blank=True, help_text="The NAME of the environment variable holding the key."
@@ -334,7 +335,13 @@ class Teacher(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_teacher_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_teacher_name"),
+            # NULLs are distinct in a unique index, so global teachers need a constraint of their own.
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(project__isnull=True), name="unique_global_teacher_name"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -22,6 +22,7 @@ from django.utils import timezone
 from curation.hashing import text_hash
 from curation.heartbeat import Heartbeat
 from curation.models import Completion, GenerationJob, JobStatus, Project, Prompt, Teacher
+from curation.services.quality import quality_flag_prompts
 from curation.selectors.generation import (
     HEARTBEAT_SECONDS,
     SELECTION_MODES,
@@ -277,3 +278,4 @@ def _store(job: GenerationJob, prompt_id: int, candidates: list, source: str, pa
         ],
         ignore_conflicts=True,  # a sample equal to an existing answer adds nothing
     )
+    quality_flag_prompts([prompt_id])

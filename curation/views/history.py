@@ -31,6 +31,10 @@ def item_history(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     revisions = item_revisions(item.prompt)
     context = {"project": project, "role": role, "item": item, "revisions": revisions,
                "reviews": item_reviews(item.prompt)}
+    if revisions:  # open on the latest edit against the teacher's original
+        last = revisions[-1]
+        context.update(a=(f"Original of candidate {last.completion_id}", last.completion.text),
+                       b=(f"Revision {last.pk}", last.text_after), a_completion=last.completion_id)
     return render(request, TEMPLATE, context)
 
 

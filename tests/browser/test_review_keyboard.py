@@ -94,6 +94,14 @@ def test_annotator_reviews_several_items_by_keyboard_only(chromium, live_server,
     page.wait_for_selector("text=Agreement needs items reviewed by at least two annotators")  # lazy fragment loaded
     page.screenshot(path=str(screenshot_dir / "dashboard.png"), full_page=True)
     assert "80.0%" in page.locator("#progress").inner_text()  # 4 of 5 decided (the skip is still pending)
+    page.goto(f"{live_server.url}/p/{project.slug}/browse/?has_edit=on")
+    assert page.locator("tr.row-link").count() == 1
+    page.screenshot(path=str(screenshot_dir / "browse.png"), full_page=True)
+    page.goto(f"{live_server.url}/p/{project.slug}/items/{prompts[3].pk}/history/")
+    assert "Double-checked." in page.locator("#diff ins").first.inner_text()  # opens on the latest edit
+    page.locator("input[name=b]").first.check()  # compare the original with itself: nothing changed
+    page.wait_for_function("() => !document.querySelector('#diff ins')")
+    page.screenshot(path=str(screenshot_dir / "history.png"), full_page=True)
     page.context.close()
 
 
