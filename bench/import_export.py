@@ -33,6 +33,9 @@ WORDS = ("model teacher student answer question data token layer weight train cu
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # Measure what production runs: DEBUG keeps every query's text and slows the ORM down.
+    if os.environ.setdefault("DJANGO_DEBUG", "0") == "0":
+        os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
     import django
 
     django.setup()

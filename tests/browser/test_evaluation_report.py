@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from curation.models import Flag
-from tests.browser.conftest import chromium, logged_in_page, screenshot_dir  # noqa: F401 - fixtures
+from tests.browser.conftest import logged_in_page
 from tests.evaluation.helpers import finished_run, make_heldout_version, sft_records
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_curator_reads_the_report_and_sends_regressions_back(chromium, live_server, project, curator,  # noqa: F811
-                                                              screenshot_dir):  # noqa: F811
+def test_curator_reads_the_report_and_sends_regressions_back(chromium, live_server, project, curator,
+                                                              screenshot_dir):
     run = finished_run(project, *make_heldout_version(project, sft_records()))
     page = logged_in_page(chromium, live_server, curator)
     page.goto(f"{live_server.url}/evaluation/runs/{run.pk}/")
