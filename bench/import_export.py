@@ -1,10 +1,13 @@
 """Import / freeze / export throughput and memory, through the real services, on whatever DATABASE_URL says.
 
-    python bench/import_export.py [--n 200000] [--keep]
+    python bench/import_export.py [--n 200000] [--flags-n 20000] [--keep]
 
 Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
-project, approves every prompt (one review each, not timed), freezes a dataset version, and exports it as SFT
-and DPO JSON lines. Prints rows/s and peak RSS per phase and writes bench/results/import_export.json.
+project, imports it again (all duplicates), computes the quality flags of the first --flags-n prompts (what an
+import does per batch by default, timed apart), approves every prompt (one review each, not timed), freezes a
+dataset version, and exports it as SFT and DPO JSON lines. "rows" are records (prompts) throughout. Prints
+rows/s, CPU seconds (this process, and its PostgreSQL backend) and peak RSS per phase, and writes
+bench/results/import_export.json (one entry per database vendor). DEBUG is off unless DJANGO_DEBUG says otherwise.
 
 Peak RSS: each phase runs in its own child process (a fresh interpreter, Django set up, nothing else loaded);
 the child reports ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the high-water mark of its resident memory,
@@ -82,9 +85,19 @@ def phase_import(project_slug: str, path: str) -> dict:
     from curation.services.imports import import_file
 
     project = Project.objects.get(slug=project_slug)
-    job = import_file(project=project, path=path, format="jsonl")
+    # Quality flags are measured on their own (phase "flags"): at their pace they would hide the import's.
+    job = import_file(project=project, path=path, format="jsonl", flag_quality=False)
     assert job.status == "succeeded", job.message
     return {"rows": job.read_count, "imported": job.imported_count, "message": job.message}
+
+
+def phase_flags(project_slug: str, limit: str) -> dict:
+    from curation.models import Prompt
+    from curation.services.quality import quality_flag_prompts
+
+    ids = list(Prompt.objects.filter(project__slug=project_slug).order_by("id").values_list("id", flat=True)[: int(limit)])
+    flags = sum(quality_flag_prompts(ids[start:start + 5000]) for start in range(0, len(ids), 5000))
+    return {"rows": len(ids), "flags": flags}
 
 
 def phase_freeze(project_slug: str, _: str) -> dict:
@@ -104,7 +117,7 @@ def phase_export(version_id: str, spec: str) -> dict:
     return {"rows": count, "bytes": Path(out).stat().st_size}
 
 
-PHASES = {"import": phase_import, "freeze": phase_freeze, "export": phase_export}
+PHASES = {"import": phase_import, "flags": phase_flags, "freeze": phase_freeze, "export": phase_export}
 
 
 def run_child(phase: str, target: str, arg: str) -> dict:
@@ -206,6 +219,7 @@ def cleanup(project) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--flags-n", type=int, default=20_000, help="Prompts to compute quality flags for.")
     parser.add_argument("--keep", action="store_true", help="Keep the bench project's rows afterwards.")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -229,6 +243,7 @@ def main() -> None:
     try:
         results["import"] = run_child("import", project.slug, str(source))
         results["reimport"] = run_child("import", project.slug, str(source))
+        results["flags"] = run_child("flags", project.slug, str(args.flags_n))
         approve_everything(project)
         results["freeze"] = run_child("freeze", project.slug, "")
         version_id = str(results["freeze"]["version_id"])
@@ -240,7 +255,7 @@ def main() -> None:
         for path in work.iterdir():
             path.unlink()
         work.rmdir()
-    for name in ("import", "reimport", "freeze", "export_sft", "export_dpo"):
+    for name in ("import", "reimport", "flags", "freeze", "export_sft", "export_dpo"):
         r = results[name]
         server = f" + db {r['server_cpu_s']:.2f}s" if r["server_cpu_s"] is not None else ""
         print(f"{name:11s} {r['rows']:>9,} rows  {r['seconds']:7.2f}s (cpu {r['cpu_s']:.2f}s{server})  "

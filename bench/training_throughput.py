@@ -119,7 +119,8 @@ def run_trl(args, student: Path, rows: list[dict], out: Path, **settings) -> dic
     settings.setdefault("max_length", args.seq_len)
     sft_args = SFTConfig(
         output_dir=str(out), per_device_train_batch_size=args.batch,
-        max_steps=args.steps + args.warmup, learning_rate=args.lr, seed=0, data_seed=0, save_strategy="no",
+        max_steps=args.steps + args.warmup, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0,
+        seed=0, data_seed=0, save_strategy="no",
         logging_steps=10**6, report_to="none", disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(), **settings,
     )
@@ -212,12 +213,15 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the median is reported")
+    parser.add_argument("--threads", type=int, help="torch threads (1 gives steadier CPU-time figures when shared)")
     parser.add_argument("--only", nargs="*", choices=ROWS, help="rows to run (default: all)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         work = Path(tmp)
         student, data, rows, info = prepare(args, work)

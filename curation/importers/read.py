@@ -89,12 +89,13 @@ def _iter_json(handle, parser: Callable, max_bytes: int) -> Iterator[Record | In
 
 def sniff(handle, name: str, max_bytes: int) -> str:
     """The format, from the extension and the keys of the first JSON objects."""
-    if name.lower().endswith((".csv", ".tsv")):
+    if name.lower().endswith(".csv"):
         return "csv"
-    first_text = None
+    first_text, first_error = None, ""
     for line in iter_lines(handle, max_bytes):
         if line.number > SNIFF_LINES:
             break
+        first_error = first_error or line.error
         if line.text is None or not line.text.strip():
             continue
         first_text = first_text or line.text.strip()
@@ -106,6 +107,8 @@ def sniff(handle, name: str, max_bytes: int) -> str:
             return _format_of(obj)
         if isinstance(obj, list) or line.text.lstrip().startswith("["):
             break
+    if first_text is None and first_error:
+        raise FileError(f"The first lines cannot be read as text ({first_error}): is this JSON Lines or CSV?")
     if first_text is None:
         raise FileError("The file holds no records.")
     if first_text.startswith("["):

@@ -28,6 +28,7 @@ from curation.hashing import messages_hash, text_hash
 from curation.importers import FileError, Invalid, Record, read_records
 from curation.importers.lines import MAX_LINE_BYTES
 from curation.models import Completion, ImportJob, JobStatus, Project, Prompt
+from curation.services.quality import quality_flag_prompts
 
 BATCH_SIZE = 5000
 MAX_ERRORS_KEPT = 1000
@@ -55,10 +56,12 @@ def import_file(
     job: ImportJob | None = None,
     created_by=None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    flag_quality: bool = True,
 ) -> ImportJob:
     """Import ``path`` into ``project``; the returned job (created unless given) holds counts and errors.
 
     Bad data does not raise: the job ends ``failed`` with its reasons. Unexpected errors fail the job and raise.
+    ``flag_quality`` computes the quality flags (truncated, near-duplicate...) of each batch as it is written.
     """
     if format not in ImportJob.Format.values:
         raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
@@ -72,10 +75,11 @@ def import_file(
     try:
         with read_records(path, format, batch_input=batch_input, max_line_bytes=max_line_bytes) as (detected, records):
             job.detected_format = detected
+            importer = _Importer(project, job, flag_quality)
             if skip_invalid:
-                counts = _import_batches(project, records, job, rejects)
+                counts = importer.skipping_invalid(records, rejects)
             else:
-                counts = _import_all_or_nothing(project, records, job)
+                counts = importer.all_or_nothing(records)
     except FileError as exc:
         return _finish(job, JobStatus.FAILED, Counts(), str(exc))
     except Exception as exc:
@@ -87,47 +91,59 @@ def import_file(
     return _finish(job, *_outcome(counts, skip_invalid, rejects))
 
 
-def _import_all_or_nothing(project: Project, records, job: ImportJob) -> Counts:
-    counts, batch = Counts(), []
-    with transaction.atomic():
+class _Importer:
+    """The two ways through a file: one transaction for all of it, or one per batch with the rejects set aside."""
+
+    def __init__(self, project: Project, job: ImportJob, flag_quality: bool):
+        self.project, self.job, self.flag_quality = project, job, flag_quality
+        self.counts = Counts()
+
+    def all_or_nothing(self, records) -> Counts:
+        batch: list[Record] = []
+        with transaction.atomic():
+            for item in records:
+                self.counts.read += 1
+                if isinstance(item, Invalid):
+                    _note_invalid(self.job, self.counts, item)
+                    batch.clear()  # nothing more is written: the transaction will be rolled back
+                elif not self.counts.invalid:
+                    batch.append(item)
+                    if len(batch) >= BATCH_SIZE:
+                        self._write(batch)
+            if batch and not self.counts.invalid:
+                self._write(batch)
+            if self.counts.invalid:
+                transaction.set_rollback(True)
+        return self.counts
+
+    def skipping_invalid(self, records, rejects: _Rejects) -> Counts:
+        batch: list[Record] = []
         for item in records:
-            counts.read += 1
+            self.counts.read += 1
             if isinstance(item, Invalid):
-                _note_invalid(job, counts, item)
-                batch.clear()  # nothing more is written: the transaction will be rolled back
-                continue
-            if counts.invalid:
+                _note_invalid(self.job, self.counts, item)
+                rejects.write(item)
                 continue
             batch.append(item)
             if len(batch) >= BATCH_SIZE:
-                _write_batch(project, batch, counts)
-        if batch and not counts.invalid:
-            _write_batch(project, batch, counts)
-        if counts.invalid:
-            transaction.set_rollback(True)
-    return counts
-
-
-def _import_batches(project: Project, records, job: ImportJob, rejects: _Rejects) -> Counts:
-    counts, batch = Counts(), []
-    for item in records:
-        counts.read += 1
-        if isinstance(item, Invalid):
-            _note_invalid(job, counts, item)
-            rejects.write(item)
-            continue
-        batch.append(item)
-        if len(batch) >= BATCH_SIZE:
+                with transaction.atomic():
+                    self._write(batch)
+        if batch:
             with transaction.atomic():
-                _write_batch(project, batch, counts)
-    if batch:
-        with transaction.atomic():
-            _write_batch(project, batch, counts)
-    return counts
+                self._write(batch)
+        return self.counts
+
+    def _write(self, batch: list[Record]) -> None:
+        touched = _write_batch(self.project, batch, self.counts)
+        if self.flag_quality and touched:
+            # In the batch's transaction: flags never describe rows that were rolled back.
+            quality_flag_prompts(touched)
 
 
-def _write_batch(project: Project, batch: list[Record], counts: Counts) -> None:
+def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[int]:
     """Insert the batch's new prompts and completions; count each record as imported or duplicate.
+
+    Returns the ids of the prompts that are new or got new completions.
 
     Unique constraints decide what is new (inserts skip conflicts and return what they inserted), so a
     concurrent import of the same file cannot make this one fail or double-count.
@@ -159,6 +175,7 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> None:
     inserted = set(fresh_completions) | set(returned)
     counts.new_prompts += len(created)
     counts.new_completions += len(inserted)
+    touched = set(created.values()) | {prompt_id for prompt_id, _ in inserted}
     for digest, record_keys in zip(hashes, keys, strict=True):
         # A new prompt or completion counts for the first record that brought it; the rest are duplicates.
         new = [key for key in record_keys if key in inserted]
@@ -168,6 +185,7 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> None:
         else:
             counts.duplicate += 1
     batch.clear()
+    return touched
 
 
 def _prompt_ids(project: Project, hashes: list[str]) -> dict[str, int]:

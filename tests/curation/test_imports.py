@@ -191,10 +191,11 @@ def test_auto_detects_the_format(project, tmp_path, name, content, expected):
     ('{"custom_id": "a", "method": "POST", "body": {}}\n', "Batch input file"),
     ("", "no records"),
     ("\n\n", "no records"),
+    ("\udcff\udcfe binary\n", "cannot be read as text"),
 ])
 def test_unreadable_files_fail_with_a_clear_message(project, tmp_path, content, needle):
     path = tmp_path / "file.jsonl"
-    path.write_text(content)
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
     job = import_file(project=project, path=path)
     assert job.status == JobStatus.FAILED and needle in job.message
 
@@ -332,3 +333,21 @@ def test_unknown_format_is_a_validation_error(project, tmp_path):
 
     with pytest.raises(ValidationError):
         import_file(project=project, path=tmp_path / "x", format="parquet")
+
+
+def test_quality_flags_are_computed_per_batch_and_roll_back_with_it(project, tmp_path):
+    from curation.models import Flag
+
+    records = [{"prompt": "Explain gravity.", "completions": [{"text": "Gravity is the pull", "finish_reason": "length"}]}]
+    failed = import_file(project=project, path=write_jsonl(tmp_path / "bad.jsonl", [*records, "{oops"]))
+    assert failed.status == JobStatus.FAILED and not Flag.objects.exists()
+    import_file(project=project, path=write_jsonl(tmp_path / "ok.jsonl", records))
+    assert Flag.objects.filter(kind="truncated", completion__text="Gravity is the pull").exists()
+
+
+def test_quality_flags_can_be_left_out(project, tmp_path):
+    from curation.models import Flag
+
+    records = [{"prompt": "Q", "completions": [{"text": "cut", "finish_reason": "length"}]}]
+    import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flag_quality=False)
+    assert Prompt.objects.exists() and not Flag.objects.exists()
