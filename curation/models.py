@@ -69,7 +69,8 @@ class Prompt(models.Model):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # No index of its own: the (project, content_hash) unique index serves lookups by project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     messages = models.JSONField(help_text="Chat turns: [{role, content}], without the answer to curate.")
     text = models.TextField(blank=True, help_text="The last user turn, denormalised for search and display.")
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
@@ -105,7 +106,8 @@ class Completion(models.Model):
         LENGTH = "length", "Length (truncated)"
         UNKNOWN = "unknown", "Unknown"
 
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    # No index of its own: the (prompt, text_hash) unique index serves lookups by prompt.
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions", db_index=False)
     text = models.TextField()
     text_hash = models.CharField(max_length=64)
     source = models.CharField(max_length=200, default="import", db_index=True)
