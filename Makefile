@@ -39,7 +39,8 @@ run: demo
 	@$(PY) manage.py ensure_admin --show
 	@echo ""
 	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) -m celery -A config worker -Q default,generation,training,evaluation --pool=prefork --concurrency=1 --loglevel=INFO --without-gossip --without-mingle & \
+	$(PY) -m celery -A config worker -Q default,generation,training,evaluation --pool=prefork --concurrency=1 --loglevel=INFO --without-gossip --without-mingle \
+	  -B --schedule var/celerybeat-schedule & \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: install browser-deps
@@ -62,6 +63,7 @@ bench: install
 	$(PY) bench/import_export.py
 	$(PY) bench/generation.py
 	$(PY) bench/eval_overhead.py
+	$(PY) bench/training_throughput.py
 
 # Review round-trip latency on PostgreSQL with concurrent simulated annotators (BENCH_ARGS="--completions 100000").
 bench-review: install

@@ -216,6 +216,15 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_QUEUES_ALL = "default,generation,training,evaluation"
+# Periodic checks for work lost with a dead worker; `celery beat` (or `worker -B` on one machine) sends them.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-jobs": {"task": "curation.sweep_stale_jobs", "schedule": 60.0},
+    "training-stale-runs": {"task": "training.check_stale_runs", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Training: the accelerate config used to launch runs (empty: docs/accelerate/single.yaml, one process).
+TRAINING_ACCELERATE_CONFIG = os.environ.get("DISTILLERY_ACCELERATE_CONFIG", "")
 
 # Evaluations of built-in lm-eval tasks may fetch datasets from the hub only when this is on.
 EVALUATION_ALLOW_HUB = env_bool("EVALUATION_ALLOW_HUB", False)
