@@ -64,6 +64,9 @@ def check_type(value: Any, kind: type | tuple[type, ...], label: str) -> Any:
 def non_empty(text: str, label: str) -> str:
     if not text.strip():
         raise BadRecord(f"empty text: {label}")
+    if "\x00" in text:
+        # PostgreSQL text cannot hold NUL; refusing the line here keeps SQLite and PostgreSQL imports alike.
+        raise BadRecord(f"NUL character in {label}: text may not contain \\u0000")
     return text
 
 

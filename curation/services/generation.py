@@ -267,14 +267,16 @@ def _generate(job: GenerationJob) -> str:
 
 def _store(job: GenerationJob, prompt_id: int, candidates: list, source: str, params: GenerationParams) -> None:
     stored_params = {**params.as_dict(), "teacher": job.teacher.name, "generation_job": job.pk}
+    # A model can emit NUL, which PostgreSQL text cannot hold and no annotator can see.
+    texts = [(c, c.text.replace("\x00", "")) for c in candidates]
     Completion.objects.bulk_create(
         [
             Completion(
-                prompt_id=prompt_id, text=c.text, text_hash=text_hash(c.text), source=source,
-                params=stored_params, finish_reason=c.finish_reason, logprobs=c.logprobs, length=len(c.text),
+                prompt_id=prompt_id, text=text, text_hash=text_hash(text), source=source,
+                params=stored_params, finish_reason=c.finish_reason, logprobs=c.logprobs, length=len(text),
             )
-            for c in candidates
-            if c.text  # an empty answer is nothing to curate; the prompt stays due for a re-run
+            for c, text in texts
+            if text  # an empty answer is nothing to curate; the prompt stays due for a re-run
         ],
         ignore_conflicts=True,  # a sample equal to an existing answer adds nothing
     )

@@ -215,10 +215,12 @@ BAD_LINES = [
     '{"prompt": "long", "completion": "' + "x" * 300 + '"}',  # 7 over the size limit
     '{"prompt": "p", "completions": ["ok", ""]}',  # 8 empty completion
     '{"prompt": "fine too", "completion": "ok"}',  # 9
+    '{"prompt": "nul", "completion": "a\\u0000b"}',  # 10 NUL, which PostgreSQL text cannot hold
 ]
 EXPECTED_REASONS = {
     2: "bad JSON", 3: "missing field: prompt", 4: "wrong type: prompt must be a string, not a number",
     5: "empty text: prompt", 6: "undecodable bytes", 7: "line over the size limit", 8: "empty text: completions[1]",
+    10: "NUL character in completion",
 }
 
 
@@ -233,7 +235,7 @@ def write_bad_file(path: Path) -> Path:
 def test_all_or_nothing_reports_every_bad_line_and_imports_nothing(project, tmp_path):
     job = import_file(project=project, path=write_bad_file(tmp_path / "bad.jsonl"), max_line_bytes=200)
     assert job.status == JobStatus.FAILED
-    assert (job.read_count, job.invalid_count, job.imported_count) == (9, 7, 0)
+    assert (job.read_count, job.invalid_count, job.imported_count) == (10, 8, 0)
     reasons = {error["line"]: error["reason"] for error in job.errors}
     assert set(reasons) == set(EXPECTED_REASONS)
     for line, needle in EXPECTED_REASONS.items():
@@ -250,7 +252,7 @@ def test_skip_invalid_imports_valid_lines_and_writes_rejects(project, tmp_path):
         max_line_bytes=200,
     )
     assert job.status == JobStatus.SUCCEEDED
-    assert (job.read_count, job.imported_count, job.invalid_count) == (9, 2, 7)
+    assert (job.read_count, job.imported_count, job.invalid_count) == (10, 2, 8)
     assert set(Prompt.objects.values_list("text", flat=True)) == {"fine", "fine too"}
     entries = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [e["line"] for e in entries] == sorted(EXPECTED_REASONS)
