@@ -39,9 +39,8 @@ from evaluation.harness.process import PROJECT_ROOT, child_env  # noqa: E402
 from evaluation.harness.runner import lm_eval_command  # noqa: E402
 
 DEFAULT_TEACHER = ROOT / "var/data/models/smollm2-135m-instruct"
-# Prompts with teacher answers, whichever the demo has: real demo outputs first, placeholders last.
-DEMO_OUTPUTS = [ROOT / "demo" / name for name in
-                ("demo_outputs.jsonl", "demo_outputs.partial", "placeholder_outputs.jsonl")]
+# Prompts with the demo teacher's answers.
+DEMO_OUTPUTS = [ROOT / "demo" / "demo_outputs.jsonl"]
 FALLBACK_ITEMS = [
     ("What is the capital of France?", "The capital of France is Paris."),
     ("What is 7 + 5?", "7 + 5 = 12."),

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_TEACHER = ROOT / "var" / "data" / "models" / "smollm2-135m-instruct"
-DEMO_FILES = [ROOT / "demo" / "demo_outputs.jsonl", ROOT / "demo" / "placeholder_outputs.jsonl"]
+DEMO_FILES = [ROOT / "demo" / "demo_outputs.jsonl"]
 RESULTS = ROOT / "bench" / "results" / "training_throughput.json"
 
 

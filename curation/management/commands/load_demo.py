@@ -22,8 +22,8 @@ from curation.teachers.demo_model import (
 
 DEMO_SLUG = "demo"
 DEMO_DIR = settings.BASE_DIR / "demo"
-# The real teacher's outputs once generated; until then a hand-written placeholder of the same layout.
-DEMO_FILES = [DEMO_DIR / "demo_outputs.jsonl", DEMO_DIR / "placeholder_outputs.jsonl"]
+# 300 prompts, each answered twice by the real demo teacher (curation/teachers/demo_outputs.py made it).
+DEMO_FILES = [DEMO_DIR / "demo_outputs.jsonl"]
 GUIDELINES = """\
 **Goal:** teach a small student to answer short questions correctly and concisely.
 
