@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 
-from curation.models import Assignment, Flag, Project, Prompt, Review, Tag
+from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
 from curation.services.reviews import prompt_refresh
 
 CHUNK = 500
@@ -45,12 +45,17 @@ def prompts_bulk_decide(*, project: Project, prompt_ids: Iterable[int], decision
         with transaction.atomic():
             prompts = _locked(project, ids)
             mine = {r.prompt_id: r for r in Review.objects.filter(prompt__in=prompts, annotator=actor)}
-            answers = _latest_answers(prompts) if decision == Review.Decision.APPROVE else {}
+            approving = decision == Review.Decision.APPROVE
+            answers = _latest_answers(prompts) if approving else {}
+            defaults = _default_choices(prompts) if approving else {}
             for prompt in prompts:
                 review = mine.get(prompt.id) or Review(prompt=prompt, annotator=actor, version=0)
                 answer = answers.get(prompt.id)
                 if answer is not None and not (review.pk and review.chosen_id):
                     review.chosen_id, review.edited_text, review.ranking = answer.chosen_id, answer.edited_text, answer.ranking
+                elif approving and not review.chosen_id:
+                    # Nobody picked a candidate: an approval without an answer would freeze into nothing.
+                    review.chosen_id = defaults.get(prompt.id)
                 review.decision, review.is_adjudication, review.superseded = decision, True, False
                 review.comment = review.comment or "Bulk decision on a filter."
                 review.version += 1
@@ -58,6 +63,19 @@ def prompts_bulk_decide(*, project: Project, prompt_ids: Iterable[int], decision
                 prompt_refresh(prompt)
             done += len(prompts)
     return done
+
+
+def _default_choices(prompts: list[Prompt]) -> dict[int, int]:
+    """Per prompt, the candidate a bulk approval keeps when no reviewer chose one: the first complete
+    (not length-truncated) candidate, else the first one."""
+    first: dict[int, int] = {}
+    complete: dict[int, int] = {}
+    rows = Completion.objects.filter(prompt__in=prompts).order_by("prompt_id", "id")
+    for prompt_id, completion_id, finish_reason in rows.values_list("prompt_id", "id", "finish_reason"):
+        first.setdefault(prompt_id, completion_id)
+        if finish_reason != Completion.FinishReason.LENGTH:
+            complete.setdefault(prompt_id, completion_id)
+    return {prompt_id: complete.get(prompt_id, completion_id) for prompt_id, completion_id in first.items()}
 
 
 def _latest_answers(prompts: list[Prompt]) -> dict[int, Review]:
