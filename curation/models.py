@@ -3,6 +3,8 @@ import jobs, teachers and generation jobs, and immutable dataset versions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -347,6 +349,13 @@ class Teacher(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def local_path(self) -> Path:
+        """A local teacher's model folder or .gguf file. Relative paths live in the data dir, so a registered
+        teacher survives moving the data dir."""
+        path = Path(self.model_path) / self.gguf_file if self.gguf_file else Path(self.model_path)
+        return path if path.is_absolute() else Path(settings.DATA_DIR) / path
 
 
 class GenerationJob(models.Model):

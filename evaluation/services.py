@@ -79,8 +79,7 @@ def _teacher_spec(project: Project, teacher_id: int) -> dict:
     if teacher.kind == Teacher.Kind.OPENAI:
         url = teacher.base_url.rstrip("/") + "/chat/completions"
         return {**spec, "kind": "api", "path": url, "api_model": teacher.model_name, "api_key_env": teacher.api_key_env}
-    path = _local_path(teacher.model_path)
-    path = path / teacher.gguf_file if teacher.gguf_file else path
+    path = teacher.local_path
     if not path.exists():
         raise ValidationError({"models": f"The model of teacher {teacher.name} is not at {path}."})
     return {**spec, "kind": "gguf" if path.suffix == ".gguf" else "hf", "path": str(path)}

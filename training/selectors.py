@@ -64,8 +64,7 @@ def teacher_folder(teacher: Teacher) -> Path | None:
     """The teacher as a local Hugging Face folder, or None (an API teacher or a bare GGUF cannot be distilled)."""
     if teacher.kind != Teacher.Kind.LOCAL or teacher.gguf_file or teacher.model_path.endswith(".gguf"):
         return None
-    path = Path(teacher.model_path)
-    return path if path.is_absolute() else Path(settings.DATA_DIR) / path
+    return teacher.local_path
 
 
 def trainable_teachers(project: Project) -> list[Teacher]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -85,11 +83,8 @@ def teacher_source(teacher: Teacher) -> str:
 def teacher_client(teacher: Teacher) -> TeacherClient:
     options = teacher.default_params or {}
     if teacher.kind == Teacher.Kind.LOCAL:
-        path = Path(teacher.model_path) / teacher.gguf_file if teacher.gguf_file else Path(teacher.model_path)
-        # Relative paths live in the data dir, so a registered teacher survives moving the data dir.
-        path = path if path.is_absolute() else Path(settings.DATA_DIR) / path
         threads = options.get("threads")
-        return LocalTeacher(path, source=teacher_source(teacher), batch_size=int(options.get("batch_size", 8)),
+        return LocalTeacher(teacher.local_path, source=teacher_source(teacher), batch_size=int(options.get("batch_size", 8)),
                             device=options.get("device", "cpu"), threads=int(threads) if threads else None)
     return OpenAICompatibleTeacher(
         base_url=teacher.base_url, model=teacher.model_name, api_key_env=teacher.api_key_env,
