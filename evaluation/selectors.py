@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from curation.models import JobStatus, Membership, Project
-from curation.selectors.access import check_role, projects_visible_to
+from curation.selectors.access import access_in_project, projects_visible_to
 from evaluation import report
 from evaluation.models import EvaluationRun, EvaluationSample
 from evaluation.services import STALE_AFTER
@@ -28,11 +27,8 @@ def runs_visible_to(user, project: Project | None = None) -> QuerySet[Evaluation
 
 def access_run(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> EvaluationRun:
     """The run if the user may act on it with ``role``; 404 for outsiders, 403 for too low a role."""
-    run = EvaluationRun.objects.select_related("project", "dataset_version", "created_by").filter(pk=pk).first()
-    if run is None:
-        raise Http404("No such evaluation run.")
-    check_role(user, run.project, role)
-    return run
+    runs = EvaluationRun.objects.select_related("project", "dataset_version", "created_by")
+    return access_in_project(user, runs, pk=pk, project_of=lambda run: run.project, role=role, what="evaluation run")
 
 
 def run_is_stale(run: EvaluationRun) -> bool:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from curation.models import DatasetVersion, JobStatus, Membership, Project, Teacher
-from curation.selectors.access import check_role, projects_visible_to
+from curation.selectors.access import access_in_project, projects_visible_to
 from curation.selectors.generation import teachers_for_project
 from training.models import TrainingRun
 
@@ -45,19 +44,15 @@ def training_runs_visible_to(user, project: Project | None = None) -> QuerySet[T
 
 def access_training_run(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> TrainingRun:
     """The run if the user may act on it with `role`; 404 for outsiders, 403 for too low a role."""
-    run = TrainingRun.objects.select_related("dataset_version__project", "teacher", "created_by").filter(pk=pk).first()
-    if run is None:
-        raise Http404("No such training run.")
-    check_role(user, run.dataset_version.project, role)
-    return run
+    runs = TrainingRun.objects.select_related("dataset_version__project", "teacher", "created_by")
+    return access_in_project(user, runs, pk=pk, project_of=lambda run: run.dataset_version.project, role=role,
+                             what="training run")
 
 
 def access_dataset_version(user, *, pk: int, role: str = Membership.Role.CURATOR) -> DatasetVersion:
-    version = DatasetVersion.objects.select_related("project").filter(pk=pk).first()
-    if version is None:
-        raise Http404("No such dataset version.")
-    check_role(user, version.project, role)
-    return version
+    versions = DatasetVersion.objects.select_related("project")
+    return access_in_project(user, versions, pk=pk, project_of=lambda version: version.project, role=role,
+                             what="dataset version")
 
 
 def teacher_folder(teacher: Teacher) -> Path | None:

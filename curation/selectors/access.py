@@ -65,6 +65,16 @@ def check_role(user, project: Project, role: str = Membership.Role.ANNOTATOR) ->
     return have
 
 
+def access_in_project(user, queryset: QuerySet, *, pk: int, project_of, role: str, what: str):
+    """One row of ``queryset`` (a run, a job...) if the user may act on its project with ``role``;
+    404 when the row is missing or the user is an outsider, 403 for too low a role."""
+    row = queryset.filter(pk=pk).first()
+    if row is None:
+        raise Http404(f"No such {what}.")
+    check_role(user, project_of(row), role)
+    return row
+
+
 def can_create_projects(user) -> bool:
     """Admins, and users trusted as curators somewhere, may start new projects (they become its curator)."""
     if is_admin(user):
