@@ -216,11 +216,13 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_QUEUES_ALL = "default,generation,training,evaluation"
-# Periodic checks for work lost with a dead worker; `celery beat` (or `worker -B` on one machine) sends them.
+# The job lifecycle's sweep (curation.jobs): lost jobs of every kind go back to the queue or fail with the reason.
+# `celery beat` (or `worker -B` on one machine) sends it; every worker also runs it when it starts.
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-jobs": {"task": "curation.sweep_stale_jobs", "schedule": 60.0},
-    "training-stale-runs": {"task": "training.check_stale_runs", "schedule": 60.0},
+    "sweep-stale-jobs": {"task": "curation.sweep_stale_jobs", "schedule": 30.0},
 }
+# Per kind of job: {"training": {"max_attempts": 5, "stale_seconds": 45}}; stale_seconds is at most 60.
+JOB_POLICIES: dict = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Training: the accelerate config used to launch runs (empty: docs/accelerate/single.yaml, one process).

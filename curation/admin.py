@@ -15,8 +15,9 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from curation import models
+from curation.jobs.admin import JobAdmin
 from curation.services.datasets import dataset_version_freeze
-from curation.services.generation import generation_job_cancel, generation_job_create, generation_job_resume
+from curation.services.generation import generation_job_create
 
 
 class LargeTableAdmin(admin.ModelAdmin):
@@ -251,7 +252,7 @@ class DatasetRowAdmin(ReadOnlyAdminMixin, BigTableAdmin):
 
 
 @admin.register(models.ImportJob)
-class ImportJobAdmin(LargeTableAdmin):
+class ImportJobAdmin(JobAdmin, LargeTableAdmin):
     list_display = [
         "id", "project", "original_name", "format", "detected_format", "status", "read_count", "imported_count",
         "duplicate_count", "invalid_count", "created_at",
@@ -262,16 +263,13 @@ class ImportJobAdmin(LargeTableAdmin):
     exclude = ["errors"]
     readonly_fields = [
         "project", "created_by", "file", "original_name", "batch_input_file", "format", "detected_format",
-        "skip_invalid", "status", "read_count", "imported_count", "duplicate_count", "invalid_count",
-        "errors_display", "rejects_path", "message", "created_at", "started_at", "finished_at",
+        "skip_invalid", "errors_display", "rejects_path", "message",
     ]
+    progress_fields = ["read_count", "imported_count", "duplicate_count", "invalid_count", "resume_line"]
 
     @admin.display(description="Errors (line, reason)")
     def errors_display(self, obj: models.ImportJob) -> str:
         return _pretty_json(obj.errors)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False  # imports come through the upload page, the API or import_outputs
 
 
 @admin.register(models.Teacher)
@@ -283,37 +281,20 @@ class TeacherAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.GenerationJob)
-class GenerationJobAdmin(LargeTableAdmin):
+class GenerationJobAdmin(JobAdmin, LargeTableAdmin):
     list_display = ["id", "project", "teacher", "status", "done", "total", "tokens_per_second", "created_at"]
     list_filter = ["status", "project"]
     list_select_related = ["project", "teacher"]
     autocomplete_fields = ["teacher"]
     raw_id_fields = ["project", "created_by"]
-    readonly_fields = [
-        "total", "done", "generated_tokens", "tokens_per_second", "eta_seconds", "error", "heartbeat_at",
-        "created_at", "started_at", "finished_at",
-    ]
-    actions = ["cancel_jobs", "resume_jobs"]
+    progress_fields = ["total", "done", "generated_tokens", "tokens_per_second", "eta_seconds"]
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False  # jobs start through a service door: the project action, the page, the API or `generate`
 
-    @admin.action(description="Cancel selected generation jobs")
-    def cancel_jobs(self, request, queryset) -> None:
-        self._each(request, queryset, generation_job_cancel)
+@admin.register(models.WorkerBeat)
+class WorkerBeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The Celery workers up now and the queues they consume (what "no worker is listening" is read from)."""
 
-    @admin.action(description="Resume selected generation jobs (skips prompts already answered)")
-    def resume_jobs(self, request, queryset) -> None:
-        self._each(request, queryset, generation_job_resume)
-
-    def _each(self, request, queryset, action) -> None:
-        for job in queryset:
-            try:
-                job = action(job=job)
-            except ValidationError as exc:
-                self.message_user(request, f"Job #{job.pk}: {' '.join(exc.messages)}", messages.ERROR)
-            else:
-                self.message_user(request, f"Job #{job.pk}: {job.get_status_display().lower()}")
+    list_display = ["name", "queues", "pid", "started_at", "seen_at"]
 
 
 class GenerateCandidatesForm(forms.Form):

@@ -4,3 +4,24 @@ from django.apps import AppConfig
 class CurationConfig(AppConfig):
     name = "curation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from curation.jobs.registry import JobKind, register
+        from curation.models import GenerationJob, ImportJob
+
+        register(JobKind(
+            name="import", model=ImportJob, task="curation.tasks.import_job_run", queue="default",
+            resume="it continues after the last committed batch, and rows already stored are never written twice",
+        ))
+        register(JobKind(
+            name="generation", model=GenerationJob, task="curation.tasks.generation_run", queue="generation",
+            resume="prompts that already have their candidates from this teacher are skipped",
+            on_requeue=lambda job: {"eta_seconds": None, "tokens_per_second": 0},
+            can_resume=lambda job: _generation_can_resume(job),
+        ))
+
+
+def _generation_can_resume(job) -> None:
+    from curation.services.generation import check_no_active_job
+
+    check_no_active_job(job.project)

@@ -9,19 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-
-class JobStatus(models.TextChoices):
-    """Shared by every background job (imports, generation, training, evaluation)."""
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-    @classmethod
-    def finished(cls) -> set[str]:
-        return {cls.SUCCEEDED, cls.FAILED, cls.CANCELLED}
+from curation.jobs.models import BackgroundJob, JobStatus, WorkerBeat  # noqa: F401 - one import path for all apps
 
 
 class Project(models.Model):
@@ -282,7 +270,7 @@ class DatasetRow(models.Model):
         indexes = [models.Index(fields=["version", "split", "position"], name="row_split_idx")]
 
 
-class ImportJob(models.Model):
+class ImportJob(BackgroundJob):
     class Format(models.TextChoices):
         AUTO = "auto", "Detect automatically"
         JSONL = "jsonl", "Generic JSONL"
@@ -299,7 +287,6 @@ class ImportJob(models.Model):
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.AUTO)
     detected_format = models.CharField(max_length=20, blank=True)
     skip_invalid = models.BooleanField(default=False)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     read_count = models.PositiveIntegerField(default=0)
     imported_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
@@ -307,9 +294,9 @@ class ImportJob(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="[{line, reason}], the first ones.")
     rejects_path = models.CharField(max_length=500, blank=True)
     message = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    resume_line = models.PositiveBigIntegerField(
+        default=0, help_text="Records read up to the last committed batch: a resumed attempt skips them."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -358,11 +345,10 @@ class Teacher(models.Model):
         return path if path.is_absolute() else Path(settings.DATA_DIR) / path
 
 
-class GenerationJob(models.Model):
+class GenerationJob(BackgroundJob):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
     teacher = models.ForeignKey(Teacher, on_delete=models.PROTECT, related_name="jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     selection = models.JSONField(default=dict, help_text="{'mode': 'pending'|'filter'|'ids', ...}")
     n = models.PositiveSmallIntegerField(default=2, help_text="Candidates per prompt.")
     temperature = models.FloatField(default=0.7)
@@ -375,12 +361,6 @@ class GenerationJob(models.Model):
     generated_tokens = models.PositiveBigIntegerField(default=0)
     tokens_per_second = models.FloatField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

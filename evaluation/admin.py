@@ -7,31 +7,22 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from curation.jobs.admin import JobAdmin
 from evaluation.models import EvaluationRun, EvaluationSample
-from evaluation.services import evaluation_run_cancel, training_run_evaluate
+from evaluation.services import training_run_evaluate
 
 
 @admin.register(EvaluationRun)
-class EvaluationRunAdmin(admin.ModelAdmin):
+class EvaluationRunAdmin(JobAdmin):
     list_display = ["id", "name", "project", "status", "progress", "report_link", "created_by", "created_at"]
     list_filter = ["status", "project"]
     search_fields = ["name"]
     raw_id_fields = ["dataset_version", "created_by"]
-    readonly_fields = ["status", "progress", "stage", "results", "measurements", "artifact_dir", "error",
-                       "heartbeat_at", "started_at", "finished_at"]
-    actions = ["cancel_runs"]
+    progress_fields = ["progress", "stage", "results", "measurements", "artifact_dir"]
 
     @admin.display(description="Report")
     def report_link(self, run: EvaluationRun) -> str:
         return format_html('<a href="{}">report</a>', reverse("evaluation:run_detail", args=[run.pk]))
-
-    @admin.action(description="Cancel the selected runs")
-    def cancel_runs(self, request, queryset) -> None:
-        for run in queryset:
-            try:
-                evaluation_run_cancel(run=run)
-            except ValidationError as exc:
-                self.message_user(request, f"{run}: {' '.join(exc.messages)}", messages.WARNING)
 
 
 @admin.register(EvaluationSample)

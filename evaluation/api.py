@@ -11,6 +11,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from config.api import router
+from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project
 from evaluation import selectors, services
@@ -19,19 +20,14 @@ from evaluation.models import EvaluationRun, EvaluationSample
 CURATOR = Membership.Role.CURATOR
 
 
-class EvaluationRunSerializer(serializers.ModelSerializer):
+class EvaluationRunSerializer(JobStateSerializer, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    stale = serializers.SerializerMethodField(help_text="Running, but its worker stopped sending heartbeats.")
 
     class Meta:
         model = EvaluationRun
-        fields = ["id", "project", "name", "dataset_version", "models_spec", "tasks", "options", "status",
-                  "progress", "stage", "error", "cancel_requested", "stale", "created_at", "started_at",
-                  "finished_at"]
+        fields = ["id", "project", "name", "dataset_version", "models_spec", "tasks", "options", "progress",
+                  "stage", *JOB_FIELDS]
         read_only_fields = fields
-
-    def get_stale(self, run: EvaluationRun) -> bool:
-        return selectors.run_is_stale(run)
 
 
 class EvaluationRunCreateSerializer(serializers.Serializer):

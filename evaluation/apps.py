@@ -10,3 +10,11 @@ class EvaluationConfig(AppConfig):
         from evaluation.admin import attach_training_action
 
         attach_training_action()
+
+        from curation.jobs.registry import JobKind, register
+        from evaluation.models import EvaluationRun
+
+        register(JobKind(
+            name="evaluation", model=EvaluationRun, task="evaluation.tasks.evaluation_run", queue="evaluation",
+            resume="models already scored keep their results; only the others are evaluated",
+        ))

@@ -12,7 +12,6 @@ from curation.models import JobStatus, Membership, Project
 from curation.selectors.access import access_in_project, projects_visible_to
 from evaluation import report
 from evaluation.models import EvaluationRun, EvaluationSample
-from evaluation.services import STALE_AFTER
 
 GEN_TASK = "heldout_gen"
 SORTS = {"gap": "largest gap first", "student": "lowest student score first", "item": "held-out order"}
@@ -29,12 +28,6 @@ def access_run(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> Evalu
     """The run if the user may act on it with ``role``; 404 for outsiders, 403 for too low a role."""
     runs = EvaluationRun.objects.select_related("project", "dataset_version", "created_by")
     return access_in_project(user, runs, pk=pk, project_of=lambda run: run.project, role=role, what="evaluation run")
-
-
-def run_is_stale(run: EvaluationRun) -> bool:
-    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
-        return False
-    return timezone.now() - run.heartbeat_at > STALE_AFTER
 
 
 @dataclass

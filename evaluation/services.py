@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -21,9 +20,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from curation.heartbeat import Heartbeat
+from curation.jobs import services as jobs
 from curation.models import DatasetVersion, JobStatus, Project, Teacher
 from evaluation.harness import (
+    ChildDied,
     EvalOptions,
     EvaluationCancelled,
     HarnessError,
@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 
 HELDOUT = "heldout"
 REGRESSION_FLAG = "eval-regression"
-STALE_AFTER = timedelta(minutes=3)
-HEARTBEAT_SECONDS = 15
 OPTION_LIMITS = {"batch_size": (1, 256), "num_fewshot": (0, 64), "max_gen_toks": (1, 4096)}
 
 
@@ -166,9 +164,7 @@ def evaluation_run_create(
         options=_clean_options(options),
     )
     if enqueue:
-        from evaluation.tasks import evaluation_run as task
-
-        transaction.on_commit(lambda: task.delay(run.pk))
+        jobs.job_enqueue(run)
     return run
 
 
@@ -185,61 +181,43 @@ def training_run_evaluate(*, training_run, created_by, options: dict | None = No
 
 
 def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
-    """A queued run is cancelled at once; a running one stops its current model's process."""
-    now = timezone.now()
-    runs = EvaluationRun.objects.filter(pk=run.pk)
-    stopped = runs.filter(status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=now)
-    if not stopped and not runs.filter(status=JobStatus.RUNNING).update(cancel_requested=True):
-        raise ValidationError("This evaluation run has already finished.")
-    run.refresh_from_db()
-    return run
+    """A queued (or lost) run is cancelled at once; a running one stops its current model's process."""
+    return jobs.job_cancel(job=run)
 
 
-def evaluation_runs_fail_stale() -> int:
-    """Running runs without a recent heartbeat lost their worker."""
-    return EvaluationRun.objects.filter(
-        status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER
-    ).update(status=JobStatus.FAILED, finished_at=timezone.now(),
-             error="The worker running this evaluation stopped (killed or out of memory). Start a new run.")
-
-
-def _claim(run_id: int) -> bool:
-    now = timezone.now()
-    return bool(EvaluationRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, progress=0, error=""
-    ))
+def evaluation_run_resume(*, run: EvaluationRun, enqueue: bool = True) -> EvaluationRun:
+    """Queue a failed or cancelled run again: models already scored keep their results."""
+    return jobs.job_resume(job=run, enqueue=enqueue)
 
 
 def evaluation_run_execute(*, run_id: int) -> str | None:
-    """Claim a queued run, evaluate each model in its own process, store as it goes.
+    """Claim a queued run, evaluate each model not yet scored in its own process, store each as it finishes.
 
-    Returns the final status, or None when the run was not queued (already taken or cancelled).
+    Returns the final status, or None when the run was not queued (already taken or cancelled). A model's
+    process that was killed (out of memory...) sends the run back to the queue while attempts remain.
     """
-    if not _claim(run_id):
-        logger.info("evaluation run %s is not queued any more; nothing to do", run_id)
-        return None
-    run = EvaluationRun.objects.select_related("dataset_version", "project").get(pk=run_id)
+    return jobs.job_run(
+        EvaluationRun, run_id, _execute_attempt, select_related=("dataset_version", "project"),
+        finish_fields=lambda status: {"progress": 1.0, "stage": "done"} if status == JobStatus.SUCCEEDED else {},
+    )
+
+
+def _execute_attempt(run: EvaluationRun) -> str:
     try:
-        running = EvaluationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING)
-        with Heartbeat(running, every=HEARTBEAT_SECONDS):
-            status, error = _execute(run), ""
+        return _execute(run)
     except EvaluationCancelled:
-        status, error = JobStatus.CANCELLED, ""
+        return JobStatus.CANCELLED
+    except ChildDied as exc:
+        raise jobs.JobLost(jobs.lost_reason(exc.returncode)) from exc
     except HarnessError as exc:
-        status, error = JobStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - the run row must say what happened, whatever it was
-        logger.exception("evaluation run %s failed", run_id)
-        status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    done = {"progress": 1.0, "stage": "done"} if status == JobStatus.SUCCEEDED else {}
-    EvaluationRun.objects.filter(pk=run_id).update(status=status, error=error, finished_at=timezone.now(), **done)
-    return status
+        raise jobs.JobFailed(str(exc)) from exc
 
 
 def _execute(run: EvaluationRun) -> str:
     from curation.services.datasets import dataset_export
 
     folder = Path(settings.DATA_DIR) / "evaluation" / f"run-{run.pk}"
-    EvaluationRun.objects.filter(pk=run.pk).update(artifact_dir=str(folder), stage="writing the held-out task")
+    jobs.job_beat(EvaluationRun, run.pk, artifact_dir=str(folder), stage="writing the held-out task")
     heldout = None
     if HELDOUT in run.tasks:
         path = folder / "heldout.jsonl"
@@ -260,6 +238,8 @@ def _execute(run: EvaluationRun) -> str:
         offline=not getattr(settings, "EVALUATION_ALLOW_HUB", False),
     )
     for index, (config, spec) in enumerate(zip(configs, run.models_spec)):
+        if spec["label"] in run.results:  # scored by an earlier attempt: results and samples are stored
+            continue
         progress = _Progress(run.pk, index, len(configs), spec["label"])
         result = run_model_subprocess(config, on_progress=progress.report, should_cancel=progress.should_cancel,
                                       env=_model_env(spec))
@@ -320,10 +300,9 @@ class _Progress:
         if self.cancelled or time.monotonic() - self.written_at < 1.0:
             return self.cancelled
         fraction, message = self.latest
-        values = {"progress": (self.index + fraction) / self.count, "stage": f"{self.label}: {message}"[:200],
-                  "heartbeat_at": timezone.now()}
-        # One UPDATE writes progress and reads the cancel flag: 0 rows means cancel was asked for.
-        self.cancelled = not EvaluationRun.objects.filter(pk=self.run_id, cancel_requested=False).update(**values)
+        values = {"progress": (self.index + fraction) / self.count, "stage": f"{self.label}: {message}"[:200]}
+        # One UPDATE writes progress and reads the cancel flag (False: cancel asked for, or the run not ours).
+        self.cancelled = not jobs.job_beat(EvaluationRun, self.run_id, **values)
         self.written_at = time.monotonic()
         return self.cancelled
 

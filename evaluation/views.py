@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curation.models import Membership
 from curation.selectors.access import access_project, user_role
+from curation.jobs.selectors import queue_state
 from evaluation import report, selectors, services
 from evaluation.forms import RunForm, SendBackForm
 from evaluation.models import EvaluationSample
@@ -21,7 +22,6 @@ CURATOR = Membership.Role.CURATOR
 
 
 def _list_context(request: HttpRequest, project, form: RunForm | None = None) -> dict:
-    services.evaluation_runs_fail_stale()
     role = user_role(request.user, project)
     history = selectors.project_history(project)
     return {
@@ -51,10 +51,9 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _detail_context(request: HttpRequest, pk: int) -> dict:
-    services.evaluation_runs_fail_stale()
     run = selectors.access_run(request.user, pk=pk)
     return {"run": run, "project": run.project, "role": user_role(request.user, run.project),
-            "stale": selectors.run_is_stale(run), "comparison": selectors.run_comparison(run)}
+            "queue": queue_state(run), "comparison": selectors.run_comparison(run)}
 
 
 @require_GET

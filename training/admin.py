@@ -6,44 +6,24 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
+from curation.jobs.admin import JobAdmin
 from curation.models import DatasetVersion
 from training.forms import TrainingRunForm
 from training.models import TrainingRun
-from training.services import training_run_cancel, training_run_create, training_run_resume
+from training.services import training_run_create
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(JobAdmin):
     list_display = ["id", "name", "dataset_version", "method", "student_source", "status", "step", "total_steps",
                     "attempts", "created_by", "created_at"]
     list_filter = ["status", "method", "student_source"]
     list_select_related = ["dataset_version__project", "created_by"]
     search_fields = ["name", "=dataset_version__id"]
     raw_id_fields = ["dataset_version", "teacher", "created_by"]
-    actions = ["cancel_runs", "resume_runs"]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # runs start through the launch action or the form, which validate and queue them
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # the worker owns a run's fields; cancel and resume are the actions
-
-    @admin.action(description="Cancel the selected runs")
-    def cancel_runs(self, request, queryset) -> None:
-        self._each(request, queryset, training_run_cancel, "cancel requested")
-
-    @admin.action(description="Resume the selected runs from their last checkpoint")
-    def resume_runs(self, request, queryset) -> None:
-        self._each(request, queryset, training_run_resume, "queued again")
-
-    def _each(self, request, queryset, service, done: str) -> None:
-        for run in queryset:
-            try:
-                service(run=run)
-            except ValidationError as exc:
-                self.message_user(request, f"Run #{run.pk}: {' '.join(exc.messages)}", messages.ERROR)
-            else:
-                self.message_user(request, f"Run #{run.pk}: {done}.")
 
 
 @admin.action(description="Launch training on the selected versions…")

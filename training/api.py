@@ -8,39 +8,31 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import Membership
 from curation.selectors.generation import teacher_lookup
 from training.models import TrainingRun
-from training.selectors import access_dataset_version, access_training_run, run_is_stale, training_runs_visible_to
-from training.services import (
-    training_run_cancel,
-    training_run_create,
-    training_run_resume,
-    training_runs_recover,
-)
+from training.selectors import access_dataset_version, access_training_run, training_runs_visible_to
+from training.services import training_run_cancel, training_run_create, training_run_resume
 
 CURATOR = Membership.Role.CURATOR
 
 
-class TrainingRunSerializer(serializers.ModelSerializer):
+class TrainingRunSerializer(JobStateSerializer, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(source="dataset_version.project", slug_field="slug", read_only=True)
     teacher = serializers.SlugRelatedField(slug_field="name", read_only=True)
     progress = serializers.FloatField(read_only=True)
     model_dir = serializers.CharField(read_only=True, help_text="The trained student folder, once succeeded.")
-    stale = serializers.SerializerMethodField(help_text="Running, but its worker stopped sending heartbeats.")
 
     class Meta:
         model = TrainingRun
         fields = [
             "id", "name", "project", "dataset_version", "method", "student_source", "student_path", "teacher",
-            "keep_layers", "hyperparams", "seed", "status", "step", "total_steps", "progress", "metrics",
-            "metrics_history", "checkpoint_step", "attempts", "stale", "cancel_requested", "error", "log_tail",
-            "report", "artifact_dir", "model_dir", "created_at", "started_at", "finished_at", "heartbeat_at",
+            "keep_layers", "hyperparams", "seed", "step", "total_steps", "progress", "metrics",
+            "metrics_history", "checkpoint_step", "log_tail", "report", "artifact_dir", "model_dir", "heartbeat_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
-
-    def get_stale(self, run: TrainingRun) -> bool:
-        return run_is_stale(run)
 
 
 class TrainingRunListSerializer(TrainingRunSerializer):
@@ -83,16 +75,8 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             runs = runs.filter(dataset_version__project__slug=slug)
         return runs
 
-    def list(self, request, *args, **kwargs):
-        training_runs_recover()  # never answer "running" for a run whose worker is gone
-        return super().list(request, *args, **kwargs)
-
     def get_object(self):
-        run = access_training_run(self.request.user, pk=self.kwargs["pk"])
-        if run_is_stale(run):
-            training_runs_recover(run_ids=[run.pk])
-            run.refresh_from_db()
-        return run
+        return access_training_run(self.request.user, pk=self.kwargs["pk"])
 
     def create(self, request):
         data = TrainingRunCreateSerializer(data=request.data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Outcome:
     status: str  # succeeded | cancelled | failed
     result: dict | None
     error: str
+    lost: bool = False  # the process died without an answer (killed, out of memory): the attempt, not the run
 
 
 class TrainingProcess:
@@ -127,10 +129,31 @@ class TrainingProcess:
             return Outcome(result["status"], result, "")
         if error_path.exists():
             return Outcome("failed", None, error_path.read_text()[-10000:])
-        reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        if code in (-9, 137):
-            reason += " (out of memory?)"
-        return Outcome("failed", None, f"The training process ended without a result ({reason}).\n{self.log_tail(20)}")
+        signal_number = death_signal(code, self.log_tail(40))
+        if signal_number == 9:
+            reason = "the training process was killed by SIGKILL (exit 137), most likely out of memory"
+        elif signal_number:
+            reason = f"the training process was killed by signal {signal_number}"
+        else:
+            reason = f"the training process ended without a result (exit code {code})"
+        return Outcome("failed", None, reason, lost=True)
+
+
+# `accelerate launch` reports its child's death in its own words and exits 1: read the signal from its log.
+_DIED = re.compile(r"died with <Signals\.SIG\w+: (\d+)>|returned non-zero exit status -(\d+)|exit status (137)")
+
+
+def death_signal(code: int | None, log_tail: str) -> int | None:
+    """The signal that ended the training process, from the exit code or the launcher's last words."""
+    if code is not None and code < 0:
+        return -code
+    if code == 137:
+        return 9
+    found = _DIED.findall(log_tail)
+    if found:
+        number = int(next(n for n in found[-1] if n))
+        return 9 if number == 137 else number
+    return None
 
 
 def checkpoint_step(run_dir: Path | str) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from curation.models import DatasetVersion, JobStatus, Teacher
+from curation.models import BackgroundJob, DatasetVersion, JobStatus, Teacher
 
 
-class TrainingRun(models.Model):
+class TrainingRun(BackgroundJob):
     class Method(models.TextChoices):
         SFT = "sft", "SFT on curated responses"
         KD = "kd", "Logit distillation (local teacher)"
@@ -30,28 +30,15 @@ class TrainingRun(models.Model):
     keep_layers = models.PositiveSmallIntegerField(null=True, blank=True)
     hyperparams = models.JSONField(default=dict, blank=True)
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True, help_text="Latest: loss, learning rate, tokens/s, ETA.")
     metrics_history = models.JSONField(default=list, blank=True)
     artifact_dir = models.CharField(max_length=500, blank=True)
     log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(
-        default=0, help_text="Claims by a worker; a run that keeps killing its worker stops being retried."
-    )
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(
-        max_length=200, blank=True, help_text="host:pid of the worker process running it; a dead pid is a lost run."
-    )
     checkpoint_step = models.PositiveIntegerField(default=0, help_text="Step of the last saved checkpoint.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -62,10 +49,6 @@ class TrainingRun(models.Model):
     @property
     def progress(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
     @property
     def model_dir(self) -> str:

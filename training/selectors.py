@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from curation.models import DatasetVersion, JobStatus, Membership, Project, Teacher
 from curation.selectors.access import access_in_project, projects_visible_to
 from curation.selectors.generation import teachers_for_project
 from training.models import TrainingRun
-
-# The worker writes a heartbeat at least this often while a run is running, even inside a long step.
-HEARTBEAT_SECONDS = 5
-
-
-def stale_after() -> timedelta:
-    """How long without a heartbeat before a running run counts as lost (settings.TRAINING_STALE_SECONDS)."""
-    return timedelta(seconds=getattr(settings, "TRAINING_STALE_SECONDS", 60))
-
-
-def max_attempts() -> int:
-    """Worker claims per run before a lost run fails for good (settings.TRAINING_MAX_ATTEMPTS)."""
-    return getattr(settings, "TRAINING_MAX_ATTEMPTS", 3)
-
 
 def runs_dir() -> Path:
     return Path(settings.DATA_DIR) / "training"
@@ -72,37 +54,3 @@ def model_layers(folder: Path) -> int | None:
         return int(json.loads((folder / "config.json").read_text())["num_hidden_layers"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def worker_is_dead(worker: str) -> bool:
-    """True only when the run's worker process lived on this machine and is gone; elsewhere, unknown."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def run_is_stale(run: TrainingRun) -> bool:
-    """A running run whose worker stopped sending heartbeats, or whose local worker process is gone."""
-    if run.status != JobStatus.RUNNING:
-        return False
-    if run.worker and worker_is_dead(run.worker):
-        return True
-    return run.heartbeat_at is not None and timezone.now() - run.heartbeat_at > stale_after()
-
-
-def stale_runs() -> list[TrainingRun]:
-    running = TrainingRun.objects.filter(status=JobStatus.RUNNING).only(
-        "id", "status", "worker", "heartbeat_at", "attempts", "step", "checkpoint_step"
-    )
-    return [run for run in running if run_is_stale(run)]

@@ -3,6 +3,8 @@
 The web, the API, the admin and the `train` command all come here. The run itself happens in a Celery worker
 (`training.tasks.training_run_task`) outside any transaction: it exports the frozen version, starts
 `accelerate launch -m training.ml` and folds the subprocess's progress file into the row every second or so.
+Claim, heartbeat, cancel, resume and recovery are the shared job lifecycle (`curation.jobs`): an attempt whose
+worker or training process died goes back to the queue and continues from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -17,27 +19,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from curation.jobs import services as jobs
+from curation.jobs.registry import kind_named
 from curation.models import DatasetVersion, JobStatus, Teacher
 from curation.services.datasets import dataset_export
 from training.events import RunProgress
-from training.launcher import Outcome, TrainingProcess, checkpoint_step, read_report
+from training.launcher import TrainingProcess, checkpoint_step, read_report
 from training.ml.config import TrainConfig
 from training.models import TrainingRun
-from training.selectors import (
-    HEARTBEAT_SECONDS,
-    max_attempts,
-    model_layers,
-    run_is_stale,
-    runs_dir,
-    stale_runs,
-    teacher_folder,
-    this_worker,
-    trainable_teachers,
-)
+from training.selectors import model_layers, runs_dir, teacher_folder, trainable_teachers
 
 logger = logging.getLogger(__name__)
 
@@ -129,79 +120,18 @@ def training_run_create(
     run.artifact_dir = str(runs_dir() / f"run-{run.pk}-{secrets.token_hex(4)}")
     run.save(update_fields=["artifact_dir"])
     if enqueue:
-        _enqueue(run.pk)
+        jobs.job_enqueue(run)
     return run
-
-
-def _enqueue(run_id: int) -> None:
-    from training.tasks import training_run_task
-
-    transaction.on_commit(lambda: training_run_task.delay(run_id))
 
 
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Queued (or lost) runs stop at once; a running one stops after its current step, keeping a checkpoint."""
-    runs, now = TrainingRun.objects.filter(pk=run.pk), timezone.now()
-    stopped = runs.filter(status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=now)
-    if not stopped and run_is_stale(run):
-        stopped = runs.filter(status=JobStatus.RUNNING).update(status=JobStatus.CANCELLED, finished_at=now, worker="")
-    if not stopped and not runs.filter(status=JobStatus.RUNNING).update(cancel_requested=True):
-        raise ValidationError("This run has already finished.")
-    run.refresh_from_db()
-    return run
+    return jobs.job_cancel(job=run)
 
 
-@transaction.atomic
 def training_run_resume(*, run: TrainingRun, enqueue: bool = True) -> TrainingRun:
     """Queue a failed or cancelled run again: it continues from its last checkpoint with fresh attempts."""
-    resumed = TrainingRun.objects.filter(pk=run.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-        status=JobStatus.QUEUED, attempts=0, cancel_requested=False, error="", finished_at=None
-    )
-    if not resumed:
-        raise ValidationError(f"Only a failed or cancelled run can be resumed; this one is {run.status}.")
-    if enqueue:
-        _enqueue(run.pk)
-    run.refresh_from_db()
-    return run
-
-
-def training_runs_recover(*, run_ids: list[int] | None = None, enqueue: bool = True) -> dict[str, list[int]]:
-    """Runs that lost their worker go back to the queue (to resume from their checkpoint) or, out of attempts, fail.
-
-    Called when a worker starts, from the run pages, and periodically (`training.check_stale_runs`).
-    """
-    done: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
-    for run in stale_runs():
-        if run_ids is not None and run.pk not in run_ids:
-            continue
-        # Guarded by the heartbeat we saw: a worker that is alive after all keeps its run.
-        runs = TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, heartbeat_at=run.heartbeat_at)
-        lost = f"attempt {run.attempts} lost its worker at step {run.step}"
-        if run.cancel_requested:
-            outcome, fields = "cancelled", {"status": JobStatus.CANCELLED, "finished_at": timezone.now()}
-        elif run.attempts < max_attempts():
-            outcome = "requeued"
-            fields = {"status": JobStatus.QUEUED, "error": f"{lost.capitalize()}; resuming from step "
-                      f"{run.checkpoint_step} (attempt {run.attempts + 1} of {max_attempts()})."}
-        else:
-            outcome = "failed"
-            fields = {"status": JobStatus.FAILED, "finished_at": timezone.now(),
-                      "error": f"The worker died {run.attempts} times (killed or out of memory); {lost}. "
-                               f"Resume the run to try again from step {run.checkpoint_step}."}
-        if runs.update(worker="", **fields):
-            done[outcome].append(run.pk)
-            logger.warning("training run %s: %s -> %s", run.pk, lost, outcome)
-            if outcome == "requeued" and enqueue:
-                _enqueue(run.pk)
-    return done
-
-
-def _claim(run_id: int) -> bool:
-    now = timezone.now()
-    return bool(TrainingRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, worker=this_worker(), heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), now), finished_at=None, cancel_requested=False,
-    ))
+    return jobs.job_resume(job=run, enqueue=enqueue)
 
 
 def accelerate_config() -> Path | None:
@@ -226,13 +156,13 @@ def training_run_execute(*, run_id: int) -> str | None:
     """Claim a queued run and train it to the end. Returns the final status (None: nothing to do).
 
     A second delivery of the same task finds the run claimed and does nothing, unless the worker that claimed
-    it is gone (Celery redelivers after a pool process is killed): then it takes the run over.
+    it is gone (Celery redelivers after a pool process is killed): then it takes the run over. A training
+    process that dies without an answer (killed, out of memory) sends the run back to the queue.
     """
-    if not _claim(run_id):
-        if not training_runs_recover(run_ids=[run_id], enqueue=False)["requeued"] or not _claim(run_id):
-            logger.info("training run %s is not queued; nothing to do", run_id)
-            return None
-    run = TrainingRun.objects.select_related("dataset_version__project", "teacher").get(pk=run_id)
+    return jobs.job_run(TrainingRun, run_id, _train, select_related=("dataset_version__project", "teacher"))
+
+
+def _train(run: TrainingRun) -> str:
     process = TrainingProcess(run.artifact_dir, accelerate_config())
     progress = RunProgress.from_run(run)
     try:
@@ -240,41 +170,39 @@ def training_run_execute(*, run_id: int) -> str | None:
         count = dataset_export(version=run.dataset_version, format="dpo" if run.method == Method.DPO else "sft",
                                split="train", out=data)
         if count == 0:
-            raise ValueError(f"the train split of {run.dataset_version} exports no rows for {run.method}")
+            raise jobs.JobFailed(f"The train split of {run.dataset_version} exports no rows for {run.method}.")
         process.start(training_run_config(run, train_file=data))
         _follow(run, process, progress)
         outcome = process.outcome()
-    except Exception as exc:  # noqa: BLE001 - whatever happened, the row must say so and the process must stop
-        logger.exception("training run %s failed", run_id)
-        process.stop()
-        outcome = Outcome(JobStatus.FAILED, None, f"{type(exc).__name__}: {exc}")
-    progress.apply(process.new_events())
+    finally:
+        process.stop()  # whatever happened, the process must not outlive the attempt
+        progress.apply(process.new_events())
+        jobs.job_beat(TrainingRun, run.pk, **progress.fields(), log_tail=process.log_tail(),
+                      checkpoint_step=checkpoint_step(run.artifact_dir))
     progress.finish(outcome.result)
-    fields = {**progress.fields(), "status": outcome.status, "error": outcome.error, "worker": "",
-              "finished_at": timezone.now(), "heartbeat_at": timezone.now(), "log_tail": process.log_tail(),
-              "checkpoint_step": checkpoint_step(run.artifact_dir)}
-    if outcome.result:
-        fields["report"] = read_report(run.artifact_dir)
-    TrainingRun.objects.filter(pk=run_id).update(**fields)
+    jobs.job_beat(TrainingRun, run.pk, **progress.fields(),
+                  **({"report": read_report(run.artifact_dir)} if outcome.result else {}))
+    if outcome.lost:
+        raise jobs.JobLost(outcome.error)
+    if outcome.status == JobStatus.FAILED:
+        raise jobs.JobFailed(outcome.error)
     return outcome.status
 
 
 def _follow(run: TrainingRun, process: TrainingProcess, progress: RunProgress) -> None:
     """Fold progress into the row while the process lives; one UPDATE also reads the cancel flag."""
     last_write, cancel_sent = 0.0, False
+    every = kind_named(TrainingRun.job_kind).policy.heartbeat_seconds / 2
     while process.running:
         time.sleep(POLL_SECONDS)
         events = process.new_events()
         progress.apply(events)
-        if not events and time.monotonic() - last_write < HEARTBEAT_SECONDS:
+        if not events and time.monotonic() - last_write < every:
             continue
-        fields = {**progress.fields(), "heartbeat_at": timezone.now(), "log_tail": process.log_tail(),
+        fields = {**progress.fields(), "log_tail": process.log_tail(),
                   "checkpoint_step": checkpoint_step(run.artifact_dir)}
-        rows = TrainingRun.objects.filter(pk=run.pk)
-        # 0 rows: cancel was asked for, or the run was taken from this worker; either way, stop cleanly.
-        if not rows.filter(status=JobStatus.RUNNING, cancel_requested=False).update(**fields):
-            rows.update(**fields)
-            if not cancel_sent:
-                process.cancel()
-                cancel_sent = True
+        # False: cancel was asked for, or the run was taken from this worker; either way, stop cleanly.
+        if not jobs.job_beat(TrainingRun, run.pk, **fields) and not cancel_sent:
+            process.cancel()
+            cancel_sent = True
         last_write = time.monotonic()

@@ -15,8 +15,8 @@ from curation.selectors.access import access_project, user_role
 from training.charts import loss_chart
 from training.forms import TrainingRunForm
 from training.models import TrainingRun
-from training.selectors import access_dataset_version, access_training_run, run_is_stale, training_runs_visible_to
-from training.services import training_run_cancel, training_run_create, training_run_resume, training_runs_recover
+from training.selectors import access_dataset_version, access_training_run, training_runs_visible_to
+from training.services import training_run_cancel, training_run_create, training_run_resume
 
 CURATOR = Membership.Role.CURATOR
 
@@ -42,7 +42,6 @@ def version_train(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    training_runs_recover()  # the list never shows a run "running" for a worker that is gone
     project = access_project(request.user, slug=request.GET["project"]) if request.GET.get("project") else None
     runs = training_runs_visible_to(request.user, project)
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
@@ -52,15 +51,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def _run_context(request: HttpRequest, run: TrainingRun) -> dict:
     project = run.dataset_version.project
     return {"run": run, "project": project, "role": user_role(request.user, project),
-            "chart": loss_chart(run.metrics_history), "stale": run_is_stale(run)}
+            "chart": loss_chart(run.metrics_history)}
 
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = access_training_run(request.user, pk=pk)
-    if run_is_stale(run):
-        training_runs_recover(run_ids=[run.pk])
-        run.refresh_from_db()
     template = "training/run_detail.html#live" if request.htmx else "training/run_detail.html"
     return render(request, template, _run_context(request, run))
 

@@ -11,12 +11,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import GenerationJob, Membership, Teacher
 from curation.selectors.access import access_project, is_admin, projects_visible_to
 from curation.selectors.generation import (
     access_generation_job,
     generation_jobs_visible_to,
-    job_is_stale,
     job_percent,
     teacher_lookup,
 )
@@ -70,25 +70,20 @@ class TeacherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(TeacherSerializer(teacher).data, status=status.HTTP_201_CREATED)
 
 
-class GenerationJobSerializer(serializers.ModelSerializer):
+class GenerationJobSerializer(JobStateSerializer, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     teacher = serializers.SlugRelatedField(slug_field="name", read_only=True)
     percent = serializers.SerializerMethodField()
-    stale = serializers.SerializerMethodField(help_text="Running, but its worker stopped sending heartbeats.")
 
     class Meta:
         model = GenerationJob
-        fields = ["id", "project", "teacher", "teacher_id", "status", "selection", "n", "temperature", "top_p",
+        fields = ["id", "project", "teacher", "teacher_id", "selection", "n", "temperature", "top_p",
                   "max_new_tokens", "system_prompt", "seed", "total", "done", "percent", "generated_tokens",
-                  "tokens_per_second", "eta_seconds", "cancel_requested", "stale", "error", "created_at",
-                  "started_at", "finished_at"]
+                  "tokens_per_second", "eta_seconds", *JOB_FIELDS]
         read_only_fields = fields
 
     def get_percent(self, job: GenerationJob) -> int:
         return job_percent(job)
-
-    def get_stale(self, job: GenerationJob) -> bool:
-        return job_is_stale(job)
 
 
 class GenerationJobCreateSerializer(serializers.Serializer):

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
-from django.utils import timezone
 
 from curation.models import GenerationJob, JobStatus, Membership, Project, Prompt, Teacher
 from curation.selectors.access import check_role, projects_visible_to
-
-# A running job's worker writes a heartbeat every 15 s, even in the middle of a long batch.
-HEARTBEAT_SECONDS = 15
-STALE_AFTER = timedelta(seconds=4 * HEARTBEAT_SECONDS)
 
 SELECTION_MODES = ("pending", "all", "ids", "filter")
 
@@ -79,13 +72,6 @@ def access_generation_job(user, *, pk: int, role: str = Membership.Role.ANNOTATO
 
 def active_generation_job(project: Project) -> GenerationJob | None:
     return project.generation_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
-
-
-def job_is_stale(job: GenerationJob) -> bool:
-    """A running job whose worker stopped writing heartbeats (killed, out of memory, machine gone)."""
-    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
-        return False
-    return timezone.now() - job.heartbeat_at > STALE_AFTER
 
 
 def job_percent(job: GenerationJob) -> int:

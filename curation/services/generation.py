@@ -2,7 +2,9 @@
 
 The run happens in a Celery worker (``curation.tasks.generation_run``) outside any transaction:
 the model works for minutes while each finished prompt is stored, with the job's progress, in
-its own short transaction. Cancel is a flag the run reads after every prompt.
+its own short transaction. Cancel is a flag the run reads after every prompt. Claim, heartbeat,
+cancel, resume and recovery are the shared lifecycle (``curation.jobs``); a resumed attempt skips
+the prompts that already have their candidates from this teacher.
 """
 
 from __future__ import annotations
@@ -15,18 +17,14 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from curation.hashing import text_hash
-from curation.heartbeat import Heartbeat
+from curation.jobs import services as jobs
 from curation.models import Completion, GenerationJob, JobStatus, Project, Prompt, Teacher
 from curation.services.quality import quality_flag_prompts
 from curation.selectors.generation import (
-    HEARTBEAT_SECONDS,
     SELECTION_MODES,
-    STALE_AFTER,
     active_generation_job,
-    job_is_stale,
     prompts_needing_candidates,
     selection_prompts,
 )
@@ -115,12 +113,6 @@ def job_params(job: GenerationJob) -> GenerationParams:
     )
 
 
-def _enqueue(job: GenerationJob) -> None:
-    from curation.tasks import generation_run
-
-    transaction.on_commit(lambda: generation_run.delay(job.pk))
-
-
 @transaction.atomic
 def generation_job_create(
     *, project: Project, teacher: Teacher, created_by=None, selection: dict | None = None,
@@ -143,19 +135,18 @@ def generation_job_create(
     except ValueError as error:
         raise ValidationError({"params": str(error)}) from None
     selection = _clean_selection(selection)
-    _check_no_active_job(project)
+    check_no_active_job(project)
     job = GenerationJob.objects.create(
         project=project, teacher=teacher, created_by=created_by, selection=selection,
         total=selection_prompts(project, selection).count(), **values,
     )
     if enqueue:
-        _enqueue(job)
+        jobs.job_enqueue(job)
     return job
 
 
-def _check_no_active_job(project: Project) -> None:
-    # A job whose worker died would block the project forever: mark it failed first.
-    generation_jobs_fail_stale()
+def check_no_active_job(project: Project) -> None:
+    """One job at a time per project (a lost one is requeued or failed by the sweep, so none blocks forever)."""
     active = active_generation_job(project)
     if active is not None:
         raise ValidationError(f"Generation job #{active.pk} is still {active.status} in this project; "
@@ -164,75 +155,33 @@ def _check_no_active_job(project: Project) -> None:
 
 def generation_job_cancel(*, job: GenerationJob) -> GenerationJob:
     """A queued (or abandoned) job is cancelled at once; a running one stops after its current batch."""
-    now = timezone.now()
-    jobs = GenerationJob.objects.filter(pk=job.pk)
-    stopped = jobs.filter(status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED, finished_at=now)
-    if not stopped and job_is_stale(job):
-        stopped = jobs.filter(status=JobStatus.RUNNING).update(status=JobStatus.CANCELLED, finished_at=now)
-    if not stopped and not jobs.filter(status=JobStatus.RUNNING).update(cancel_requested=True):
-        raise ValidationError("This job has already finished.")
-    job.refresh_from_db()
-    return job
+    return jobs.job_cancel(job=job)
 
 
-@transaction.atomic
 def generation_job_resume(*, job: GenerationJob, enqueue: bool = True) -> GenerationJob:
     """Queue a cancelled or failed job again; prompts it already answered are skipped."""
-    generation_jobs_fail_stale()
-    job.refresh_from_db()
-    if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
-        raise ValidationError(f"Only a cancelled or failed job can be resumed; this one is {job.status}.")
-    _check_no_active_job(job.project)
-    GenerationJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.QUEUED, cancel_requested=False, error="", finished_at=None, eta_seconds=None
-    )
-    job.refresh_from_db()
-    if enqueue:
-        _enqueue(job)
-    return job
-
-
-def generation_jobs_fail_stale() -> int:
-    """Running jobs without a recent heartbeat lost their worker; they fail and can be resumed."""
-    return GenerationJob.objects.filter(
-        status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER
-    ).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(),
-        error="The worker running this job stopped (killed or out of memory). Resume it to continue.",
-    )
+    return jobs.job_resume(job=job, enqueue=enqueue)
 
 
 def generation_job_run(*, job_id: int) -> str | None:
     """Claim a queued job, generate, store as it goes. Returns the final status (None: not claimed)."""
-    now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
-    )
-    if not claimed:
-        logger.info("generation job %s is not queued any more; nothing to do", job_id)
-        return None
-    job = GenerationJob.objects.select_related("project", "teacher").get(pk=job_id)
-    try:
-        with Heartbeat(GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING), every=HEARTBEAT_SECONDS):
-            status, error = _generate(job), ""
-    except TeacherError as exc:
-        status, error = JobStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - the job row must say what happened, whatever it was
-        logger.exception("generation job %s failed", job_id)
-        status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=status, error=error, finished_at=timezone.now(), eta_seconds=None
-    )
-    return status
+    return jobs.job_run(GenerationJob, job_id, _generate, select_related=("project", "teacher"),
+                        finish_fields=lambda status: {"eta_seconds": None})
 
 
 def _generate(job: GenerationJob) -> str:
-    client = teacher_client(job.teacher)
+    try:
+        return _generate_with(job, teacher_client(job.teacher))
+    except TeacherError as exc:
+        raise jobs.JobFailed(str(exc)) from exc
+
+
+def _generate_with(job: GenerationJob, client: TeacherClient) -> str:
     params = job_params(job)
     todo = prompts_needing_candidates(job.project, job.selection, source=client.source, n=job.n)
     total = selection_prompts(job.project, job.selection).count()
     skipped = total - len(todo)
-    GenerationJob.objects.filter(pk=job.pk).update(total=total, done=skipped, tokens_per_second=0, eta_seconds=None)
+    jobs.job_beat(GenerationJob, job.pk, total=total, done=skipped, tokens_per_second=0, eta_seconds=None)
     if not todo:
         return JobStatus.SUCCEEDED
     client.load()  # before the clock starts: tokens/s should measure generation, not loading
@@ -246,14 +195,12 @@ def _generate(job: GenerationJob) -> str:
             progress = {
                 "done": skipped + count, "generated_tokens": F("generated_tokens") + result.completion_tokens,
                 "tokens_per_second": tokens / elapsed, "eta_seconds": (len(todo) - count) * elapsed / count,
-                "heartbeat_at": timezone.now(),
             }
             with transaction.atomic():
                 _store(job, prompt.pk, result.candidates[: job.n - prompt.have], client.source, params)
-                # One UPDATE writes progress and reads the cancel flag: 0 rows means cancel was asked for.
-                going_on = GenerationJob.objects.filter(pk=job.pk, cancel_requested=False).update(**progress)
-                if not going_on:
-                    GenerationJob.objects.filter(pk=job.pk).update(**progress)
+                # The prompt's candidates and the progress commit together, so a resumed attempt skips exactly
+                # the prompts stored; False means cancel was asked for (or the job is no longer ours).
+                if not jobs.job_beat(GenerationJob, job.pk, **progress):
                     return JobStatus.CANCELLED
     finally:
         results.close()  # stops a local model before its next batch, drops queued HTTP requests

@@ -7,14 +7,18 @@ and memory stays flat whatever the file size.
 
 All-or-nothing by default: the whole import is one transaction, and after the first invalid line nothing
 more is written (the rest is still read, to report every bad line). With ``skip_invalid`` each batch commits
-on its own and the rejected lines go to a JSON-lines file with their reasons.
+on its own, with the job's counts and the number of records read so far (``resume_line``), and the rejected
+lines go to a JSON-lines file with their reasons.
+
+Background imports follow the shared job lifecycle (``curation.jobs``): a worker that dies mid-import leaves
+either nothing (all-or-nothing rolled back) or whole batches with their counts; the next attempt skips the
+records those batches covered, so nothing is written or counted twice.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -27,12 +31,12 @@ from curation.bulk import insert_rows, to_json
 from curation.hashing import messages_hash, text_hash
 from curation.importers import FileError, Invalid, Record, read_records
 from curation.importers.lines import MAX_LINE_BYTES
+from curation.jobs import services as jobs
 from curation.models import Completion, ImportJob, JobStatus, Project, Prompt
 from curation.services.quality import quality_flag_prompts
 
 BATCH_SIZE = 5000
 MAX_ERRORS_KEPT = 1000
-STALE_AFTER = timedelta(hours=2)
 
 
 @dataclass
@@ -66,14 +70,18 @@ def import_file(
     if format not in ImportJob.Format.values:
         raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
     path = Path(path)
-    if job is None:
+    if job is None:  # run here and now (the command): this process holds the job, as a worker would
+        now = timezone.now()
         job = ImportJob.objects.create(
             project=project, created_by=created_by, original_name=str(path)[-255:], format=format,
-            skip_invalid=skip_invalid, status=JobStatus.RUNNING, started_at=timezone.now(),
+            skip_invalid=skip_invalid, status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=1,
+            worker=jobs.this_worker(),
         )
     rejects = _Rejects(Path(rejects_path) if rejects_path else _default_rejects_path(job))
     try:
-        with read_records(path, format, batch_input=batch_input, max_line_bytes=max_line_bytes) as (detected, records):
+        with jobs.job_heartbeat(ImportJob, job.pk), read_records(
+            path, format, batch_input=batch_input, max_line_bytes=max_line_bytes
+        ) as (detected, records):
             job.detected_format = detected
             importer = _Importer(project, job, flag_quality)
             if skip_invalid:
@@ -117,21 +125,35 @@ class _Importer:
         return self.counts
 
     def skipping_invalid(self, records, rejects: _Rejects) -> Counts:
+        """Batch by batch, each committed with the counts so far; a resumed attempt skips what was committed."""
+        job, skip = self.job, self.job.resume_line
+        self.counts = Counts(read=skip, imported=job.imported_count, duplicate=job.duplicate_count,
+                             invalid=job.invalid_count)
         batch: list[Record] = []
-        for item in records:
+        for index, item in enumerate(records, start=1):
+            if index <= skip:  # committed by an earlier attempt; its rejects are written again, not counted
+                if isinstance(item, Invalid):
+                    rejects.write(item)
+                continue
             self.counts.read += 1
             if isinstance(item, Invalid):
-                _note_invalid(self.job, self.counts, item)
+                _note_invalid(job, self.counts, item)
                 rejects.write(item)
                 continue
             batch.append(item)
             if len(batch) >= BATCH_SIZE:
-                with transaction.atomic():
-                    self._write(batch)
-        if batch:
-            with transaction.atomic():
-                self._write(batch)
+                self._commit(batch)
+        self._commit(batch)
         return self.counts
+
+    def _commit(self, batch: list[Record]) -> None:
+        with transaction.atomic():
+            if batch:
+                self._write(batch)
+            counts = self.counts
+            jobs.job_beat(ImportJob, self.job.pk, resume_line=counts.read, read_count=counts.read,
+                          imported_count=counts.imported, duplicate_count=counts.duplicate,
+                          invalid_count=counts.invalid, errors=self.job.errors)
 
     def _write(self, batch: list[Record]) -> None:
         touched = _write_batch(self.project, batch, self.counts)
@@ -243,10 +265,12 @@ def _outcome(counts: Counts, skip_invalid: bool, rejects: _Rejects) -> tuple[str
 
 
 def _finish(job: ImportJob, status: str, counts: Counts, message: str) -> ImportJob:
-    job.status, job.message, job.finished_at = status, message, timezone.now()
-    job.read_count, job.imported_count = counts.read, counts.imported
-    job.duplicate_count, job.invalid_count = counts.duplicate, counts.invalid
-    job.save()
+    jobs.job_finish(
+        ImportJob, job.pk, status=status, message=message, read_count=counts.read, imported_count=counts.imported,
+        duplicate_count=counts.duplicate, invalid_count=counts.invalid, errors=job.errors,
+        detected_format=job.detected_format, rejects_path=job.rejects_path,
+    )
+    job.refresh_from_db()
     return job
 
 
@@ -287,8 +311,6 @@ def import_job_create(
     created_by=None,
 ) -> ImportJob:
     """Store the upload and queue its import on the worker (after commit, so the worker sees the row)."""
-    from curation import tasks  # tasks import this module
-
     if format not in ImportJob.Format.values:
         raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
     if format == ImportJob.Format.OPENAI_BATCH and batch_input_file is None:
@@ -300,32 +322,21 @@ def import_job_create(
     if batch_input_file is not None:
         job.batch_input_file = batch_input_file
     job.save()
-    transaction.on_commit(lambda: tasks.import_job_run.delay(job.pk))
+    jobs.job_enqueue(job)
     return job
 
 
 def import_job_run(job_id: int) -> ImportJob | None:
-    """Run a queued job once: the QUEUED -> RUNNING claim is one UPDATE, so a redelivered task does nothing."""
-    import_jobs_fail_stale()
-    claimed = ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    """Run a queued job: the claim is one UPDATE, so a redelivered task does nothing; a resumed job continues
+    after its last committed batch."""
+    if not jobs.job_claim(ImportJob, job_id):
         return None
     job = ImportJob.objects.select_related("project").get(pk=job_id)
+    if not job.file:
+        return _finish(job, JobStatus.FAILED, Counts(), "This import ran from the command line and its process "
+                       "stopped; run the command again (rows already stored are not duplicated).")
     return import_file(
         project=job.project, path=job.file.path, format=job.format, skip_invalid=job.skip_invalid,
         batch_input=job.batch_input_file.path if job.batch_input_file else None, job=job,
         created_by=job.created_by,
-    )
-
-
-def import_jobs_fail_stale(*, older_than: timedelta = STALE_AFTER) -> int:
-    """Fail imports whose worker died mid-run: they would otherwise show "running" forever.
-
-    An import writes nothing (all-or-nothing) or whole batches (skip-invalid), so running it again is safe.
-    """
-    return ImportJob.objects.filter(status=JobStatus.RUNNING, started_at__lt=timezone.now() - older_than).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(),
-        message="The worker stopped during this import. Import the file again: nothing is duplicated.",
     )

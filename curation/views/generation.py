@@ -13,7 +13,6 @@ from curation.selectors.access import access_project, user_role
 from curation.selectors.generation import (
     access_generation_job,
     generation_jobs_visible_to,
-    job_is_stale,
     teachers_for_project,
 )
 from curation.services import generation as service
@@ -45,21 +44,15 @@ def _render(request: HttpRequest, project: Project, *, form: GenerationForm | No
         "project": project,
         "role": role,
         "form": form or (GenerationForm(project=project) if role == CURATOR else None),
-        "jobs": [_annotate(job) for job in generation_jobs_visible_to(request.user, project)[:10]],
+        "jobs": generation_jobs_visible_to(request.user, project)[:10],
     }
     template = f"{TEMPLATE}#panel" if request.htmx else TEMPLATE
     return render(request, template, context, status=status)
 
 
 def _render_job(request: HttpRequest, job: GenerationJob, *, status: int = 200, error: str = "") -> HttpResponse:
-    context = {"job": _annotate(job), "project": job.project, "role": user_role(request.user, job.project), "error": error}
+    context = {"job": job, "project": job.project, "role": user_role(request.user, job.project), "error": error}
     return render(request, f"{TEMPLATE}#job", context, status=status)
-
-
-def _annotate(job: GenerationJob) -> GenerationJob:
-    job.active = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-    job.stale = job_is_stale(job)  # shown, and polling stops; the next create or resume marks it failed
-    return job
 
 
 @require_GET

@@ -143,6 +143,14 @@ class HarnessError(Exception):
     """A failure with a message meant for the person who launched the run."""
 
 
+class ChildDied(HarnessError):
+    """The model's process ended by a signal with no answer (killed, out of memory): a lost attempt, not a bad run."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
 class TaskUnreachable(HarnessError):
     """A task's data cannot be read here (no network, no local copy)."""
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import EvaluationCancelled, HarnessError, ModelResult, ModelRunConfig, TaskUnreachable
+from .config import ChildDied, EvaluationCancelled, HarnessError, ModelResult, ModelRunConfig, TaskUnreachable
 
 PROGRESS_MARK = "@@distillery-progress "
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,8 @@ def run_model_subprocess(
     if (out / "result.json").exists() and proc.returncode == 0:
         return ModelResult.load(out / "result.json")
     error = out / "error.json"
+    if not error.exists() and proc.returncode is not None and (proc.returncode < 0 or proc.returncode == 137):
+        raise ChildDied(_failure_message(config, out, proc.returncode), proc.returncode)
     kind = json.loads(error.read_text()).get("type") if error.exists() else ""
     raise (TaskUnreachable if kind == "TaskUnreachable" else HarnessError)(
         _failure_message(config, out, proc.returncode)

@@ -30,6 +30,7 @@ def populated(project, annotator):
     teacher = Teacher.objects.create(name="smol", kind="local", model_path="/models/smol")
     models.GenerationJob.objects.create(project=project, teacher=teacher)
     models.SimilarityKey.objects.create(project=project, kind="p", key=12345, prompt=prompt)
+    models.WorkerBeat.objects.create(name="celery@<b>host</b>", queues=["default"])
     from curation.services.datasets import dataset_version_freeze
 
     dataset_version_freeze(project=project, heldout_fraction=0)

@@ -165,24 +165,26 @@ def test_cancel_of_a_queued_job_is_immediate(local_teacher):
     assert svc.generation_job_run(job_id=job.pk) is None
 
 
-def test_a_job_whose_worker_died_fails_and_can_be_resumed(local_teacher):
+def test_a_lost_job_is_requeued_by_the_sweep_and_a_second_job_waits_for_it(local_teacher):
+    from curation.jobs.services import jobs_sweep
+
     project = ProjectFactory()
-    job = svc.generation_job_create(project=project, teacher=local_teacher)
+    job = svc.generation_job_create(project=project, teacher=local_teacher, enqueue=False)
     GenerationJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5)
+        status=JobStatus.RUNNING, attempts=1, worker="elsewhere:1", heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
-    # Creating another job notices the dead one instead of waiting for it forever.
-    svc.generation_job_create(project=project, teacher=local_teacher).delete()
+    assert jobs_sweep()["generation"] == {JobStatus.QUEUED: [job.pk]}
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and "Resume" in job.error
-    assert svc.generation_job_resume(job=job).status == JobStatus.QUEUED
+    assert job.status == JobStatus.QUEUED and "prompts that already have their candidates" in job.error
+    with pytest.raises(ValidationError, match="still queued"):
+        svc.generation_job_create(project=project, teacher=local_teacher)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_heartbeat_is_written_from_a_thread_while_work_blocks(local_teacher):
     import time
 
-    from curation.heartbeat import Heartbeat
+    from curation.jobs.heartbeat import Heartbeat
 
     job = svc.generation_job_create(project=ProjectFactory(), teacher=local_teacher, enqueue=False)
     GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)

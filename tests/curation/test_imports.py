@@ -12,7 +12,7 @@ from django.utils import timezone
 from curation.hashing import messages_hash, text_hash
 from curation.models import Completion, ImportJob, JobStatus, Prompt
 from curation.services import imports
-from curation.services.imports import import_file, import_job_run, import_jobs_fail_stale
+from curation.services.imports import import_file, import_job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -318,16 +318,6 @@ def test_import_job_create_queues_after_commit_and_run_claims_once(project, cura
     assert done.status == JobStatus.SUCCEEDED and done.imported_count == 1
     assert import_job_run(job.pk) is None  # a redelivered task finds nothing to claim
     assert Prompt.objects.count() == 1
-
-
-def test_stale_running_imports_are_failed(project):
-    old = ImportJob.objects.create(project=project, status=JobStatus.RUNNING, started_at=timezone.now() - timedelta(hours=3))
-    fresh = ImportJob.objects.create(project=project, status=JobStatus.RUNNING, started_at=timezone.now())
-    assert import_jobs_fail_stale() == 1
-    old.refresh_from_db()
-    fresh.refresh_from_db()
-    assert old.status == JobStatus.FAILED and "worker stopped" in old.message
-    assert fresh.status == JobStatus.RUNNING
 
 
 def test_unknown_format_is_a_validation_error(project, tmp_path):

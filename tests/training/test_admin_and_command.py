@@ -37,7 +37,7 @@ def test_admin_cancel_action(client, admin_user, version, local_teacher):
     run = training_run_create(dataset_version=version)
     client.force_login(admin_user)
     client.post(reverse("admin:training_trainingrun_changelist"),
-                {"action": "cancel_runs", "_selected_action": [run.pk]})
+                {"action": "cancel_jobs", "_selected_action": [run.pk]})
     run.refresh_from_db()
     assert run.status == JobStatus.CANCELLED
 

@@ -71,12 +71,15 @@ def test_cancel_and_resume_actions(version, local_teacher, curator, annotator, o
     assert _client(curator).post(f"{URL}{run.pk}/resume/").json()["status"] == JobStatus.QUEUED
 
 
-def test_reading_a_run_whose_worker_died_recovers_it(version, local_teacher, curator):
+def test_reading_a_run_whose_worker_died_says_so_and_writes_nothing(version, local_teacher, curator):
     from django.utils import timezone
 
     run = training_run_create(dataset_version=version, created_by=curator)
     TrainingRun.objects.filter(pk=run.pk).update(
         status=JobStatus.RUNNING, attempts=1, worker="elsewhere:1", heartbeat_at=timezone.now() - timedelta(hours=1)
     )
+    before = TrainingRun.objects.values().get(pk=run.pk)
     body = _client(curator).get(f"{URL}{run.pk}/").json()
-    assert body["status"] == JobStatus.QUEUED and "lost its worker" in body["error"]
+    assert body["status"] == JobStatus.RUNNING and body["stale"] is True and body["queue"]["stale"] is True
+    _client(curator).get(f"{URL}?project={version.project.slug}")
+    assert TrainingRun.objects.values().get(pk=run.pk) == before  # recovery is the sweep's, never a GET's

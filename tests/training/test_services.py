@@ -21,7 +21,6 @@ from training.services import (
     training_run_create,
     training_run_execute,
     training_run_resume,
-    training_runs_recover,
 )
 
 pytestmark = pytest.mark.django_db
@@ -95,7 +94,7 @@ def test_resume_queues_a_cancelled_run_with_fresh_attempts(version, local_teache
     run.refresh_from_db()
     run = training_run_resume(run=run)
     assert (run.status, run.attempts, run.error) == (JobStatus.QUEUED, 0, "")
-    with pytest.raises(ValidationError, match="Only a failed or cancelled run"):
+    with pytest.raises(ValidationError, match="Only a failed or cancelled training run"):
         training_run_resume(run=run)
 
 
@@ -103,38 +102,6 @@ def _running(version, **fields) -> TrainingRun:
     run = training_run_create(dataset_version=version, enqueue=False)
     TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING, **fields)
     return run
-
-
-def test_a_dead_local_worker_is_recovered_at_once_and_retries_are_capped(version, local_teacher):
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # a pid that existed and is gone: the killed worker's
-    worker = f"{socket.gethostname()}:{dead.pid}"
-    fresh = timezone.now()
-    retry = _running(version, worker=worker, heartbeat_at=fresh, attempts=1, step=12, checkpoint_step=10)
-    give_up = _running(version, worker=worker, heartbeat_at=fresh, attempts=3, step=7, checkpoint_step=5)
-    alive = _running(version, worker=f"{socket.gethostname()}:1", heartbeat_at=fresh, attempts=1)
-
-    done = training_runs_recover(enqueue=False)
-
-    assert done == {"requeued": [retry.pk], "failed": [give_up.pk], "cancelled": []}
-    retry.refresh_from_db(), give_up.refresh_from_db(), alive.refresh_from_db()
-    assert retry.status == JobStatus.QUEUED and "resuming from step 10" in retry.error
-    assert give_up.status == JobStatus.FAILED and "died 3 times" in give_up.error and give_up.finished_at
-    assert alive.status == JobStatus.RUNNING
-
-
-def test_a_silent_remote_worker_is_recovered_after_the_bound(version, local_teacher, settings):
-    settings.TRAINING_STALE_SECONDS = 60
-    quiet = _running(version, worker="elsewhere:123", heartbeat_at=timezone.now() - timedelta(seconds=61))
-    recent = _running(version, worker="elsewhere:124", heartbeat_at=timezone.now() - timedelta(seconds=30))
-    asked = _running(version, worker="elsewhere:125", heartbeat_at=timezone.now() - timedelta(minutes=5),
-                     cancel_requested=True)
-
-    done = training_runs_recover(enqueue=False)
-
-    assert done == {"requeued": [quiet.pk], "failed": [], "cancelled": [asked.pk]}
-    recent.refresh_from_db()
-    assert recent.status == JobStatus.RUNNING
 
 
 def test_execute_does_nothing_for_a_run_that_is_not_queued(version, local_teacher):

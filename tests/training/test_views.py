@@ -91,7 +91,7 @@ def test_cancel_and_resume_are_for_curators(client, run, curator, annotator):
     run.refresh_from_db()
     assert run.status == JobStatus.QUEUED
     again = client.post(reverse("training:run_resume", args=[run.pk]), HTTP_HX_REQUEST="true")
-    assert again.status_code == 422 and b"Only a failed or cancelled run" in again.content
+    assert again.status_code == 422 and b"Only a failed or cancelled training run" in again.content
 
 
 def test_run_list_shows_only_visible_runs(client, run, annotator, outsider, project):
