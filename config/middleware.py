@@ -16,7 +16,8 @@ class LoginRequiredMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if request.user.is_authenticated or path.startswith(PUBLIC_PREFIXES) or path.startswith("/api/"):
+        # Public paths first: /healthz must answer without reading the session from the database.
+        if path.startswith(PUBLIC_PREFIXES) or path.startswith("/api/") or request.user.is_authenticated:
             return self.get_response(request)
         if path.startswith("/admin/"):
             return self.get_response(request)  # the admin has its own login redirect

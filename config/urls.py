@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -7,12 +6,13 @@ import curation.api  # noqa: F401  (registers viewsets on the router)
 import evaluation.api  # noqa: F401
 import training.api  # noqa: F401
 from config.api import router
+from config.availability import healthz
 
 admin.site.site_header = "Distillery admin"
 admin.site.site_title = "Distillery"
 
 urlpatterns = [
-    path("healthz", lambda request: HttpResponse("ok"), name="healthz"),
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(router.urls)),

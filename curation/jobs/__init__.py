@@ -27,28 +27,30 @@ How to add a kind of job (the logit cache, synthesis, bulk actions...):
                         queue="training", resume="rows already cached are skipped",
                         policy=JobPolicy(max_attempts=3)))          # stale threshold <= 60 s
 
-4. Service (the task's body), idempotent and resumable, since any attempt can die anywhere::
+4. Service (the task's body): ``jobs.job_run`` claims (QUEUED -> RUNNING in one UPDATE; a second delivery
+   does nothing), beats from a thread every 10 s, and finishes with what your work returns. The work must be
+   idempotent and resumable, since any attempt can die anywhere::
 
        from curation.jobs import services as jobs
 
        def logit_cache_run(*, job_id: int) -> str | None:
-           if not jobs.job_claim(LogitCacheJob, job_id):       # QUEUED -> RUNNING in one UPDATE
-               return None                                     # already taken, cancelled, or finished
-           job = LogitCacheJob.objects.get(pk=job_id)
-           try:
-               with jobs.job_heartbeat(LogitCacheJob, job_id):  # a beat every 10 s from a thread
-                   for chunk in work_left(job):                 # "resume": skip what earlier attempts stored
-                       store(chunk)                             # each piece in its own short transaction
-                       if not jobs.job_beat(LogitCacheJob, job_id, done=F("done") + len(chunk)):
-                           return jobs.job_finish(LogitCacheJob, job_id, status="cancelled") and "cancelled"
-           except Exception as exc:
-               jobs.job_finish(LogitCacheJob, job_id, status="failed", error=str(exc))
-               raise
-           jobs.job_finish(LogitCacheJob, job_id, status="succeeded")
+           return jobs.job_run(LogitCacheJob, job_id, _cache)
 
-   A child process that died (``Popen.returncode < 0``) is not a failure of the job: call
-   ``jobs.job_release(job=job, reason=jobs.lost_reason(code))`` and the job is queued again, or failed with the
-   reason (OOM named) once its attempts are spent. Creating a job: ``Model.objects.create(...)`` then
-   ``jobs.job_enqueue(job)`` in the same transaction; cancel and resume are ``jobs.job_cancel`` /
-   ``jobs.job_resume``; pages show ``curation.jobs.selectors.queue_state(job)``.
+       def _cache(job: LogitCacheJob) -> str:
+           for chunk in work_left(job):                   # "resume": skip what earlier attempts stored
+               with transaction.atomic():                 # each piece with its progress, in one short transaction
+                   store(chunk)
+                   if not jobs.job_beat(LogitCacheJob, job.pk, done=F("done") + len(chunk)):
+                       return JobStatus.CANCELLED         # cancel asked for (or the job is no longer ours)
+           return JobStatus.SUCCEEDED
+
+   Raise ``jobs.JobFailed(message)`` for a failure you can explain (bad input), and ``jobs.JobLost(reason)`` when
+   a child process died (``jobs.lost_reason(popen.returncode)`` names the out-of-memory killer): the job then
+   goes back to the queue, or fails with the reason once its attempts are spent. Any other exception fails it
+   with its type and message.
+
+5. Doors: create with ``Model.objects.create(...)`` then ``jobs.job_enqueue(job)`` in the same transaction;
+   cancel and resume are ``jobs.job_cancel`` / ``jobs.job_resume``; admin: subclass ``curation.jobs.admin.JobAdmin``;
+   API: mix ``curation.jobs.api.JobStateSerializer`` into the serializer and add ``JOB_FIELDS``; pages:
+   ``{% load jobs %}{% job_state job %}`` (waited time, whether a worker listens, attempts, lost).
 """
