@@ -1,11 +1,23 @@
-"""API plumbing shared by every app: the exception handler and the v1 router."""
+"""API plumbing shared by every app: the exception handler and the v1 router (schema: config.schema)."""
 
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
-router = DefaultRouter()
+
+class IdRouter(DefaultRouter):
+    """Object ids in URLs are whole numbers of at most 18 digits (within a signed 64-bit column), so
+    ``runs/x/`` or ``runs/99999999999999999999/`` is a 404 from the URL resolver, never a failed query.
+    A viewset with another lookup (projects by slug) sets its own ``lookup_value_regex``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._default_value_pattern = ID_PATTERN
+
+
+ID_PATTERN = "[0-9]{1,18}"
+router = IdRouter()
 
 
 def exception_handler(exc, context):

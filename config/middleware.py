@@ -6,6 +6,8 @@ from django.shortcuts import resolve_url
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/", "/healthz")
+# API pages a browser opens: without login they redirect to it, like every page (the rest of /api/ answers 403).
+API_PAGES = ("/api/docs/", "/api/redoc/")
 
 
 class LoginRequiredMiddleware:
@@ -17,7 +19,8 @@ class LoginRequiredMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
         # Public paths first: /healthz must answer without reading the session from the database.
-        if path.startswith(PUBLIC_PREFIXES) or path.startswith("/api/") or request.user.is_authenticated:
+        api = path.startswith("/api/") and not path.startswith(API_PAGES)
+        if path.startswith(PUBLIC_PREFIXES) or api or request.user.is_authenticated:
             return self.get_response(request)
         if path.startswith("/admin/"):
             return self.get_response(request)  # the admin has its own login redirect

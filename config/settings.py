@@ -42,8 +42,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 TESTING = "pytest" in sys.modules
 VAR_DIR = Path(os.environ.get("DISTILLERY_VAR_DIR", BASE_DIR / ("var/test" if TESTING else "var"))).resolve()
 DATA_DIR = Path(os.environ.get("DISTILLERY_DATA_DIR", VAR_DIR / "data")).resolve()
-MEDIA_ROOT = DATA_DIR / "uploads"
+# Uploads wait here for their import job, under random names, outside the data dir (where models and
+# evaluation folders live) and never served; each is deleted when its import finishes.
+MEDIA_ROOT = Path(os.environ.get("DISTILLERY_UPLOAD_DIR", VAR_DIR / "private" / "uploads")).resolve()
 MEDIA_URL = "/media/"
+UPLOAD_MAX_BYTES = int(os.environ.get("DISTILLERY_UPLOAD_MAX_BYTES", str(2 * 2**30)))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 (VAR_DIR / "staticfiles").mkdir(exist_ok=True)
 
@@ -59,6 +62,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "django_htmx",
     "template_partials",
     "curation",
@@ -77,7 +83,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out username/address is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -150,7 +165,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
 # Production hardening: on whenever DEBUG is off (``manage.py check --deploy`` is clean then).
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Trusting X-Forwarded-Proto is only safe behind a proxy that sets it, so it is off unless configured:
+# DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (the header the proxy sets, in META form).
+if _proxy_header := os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -159,6 +177,43 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy on every response (django-csp; Django 5.2 has no built-in CSP). Pages load
+# scripts, styles and images from this server only; htmx runs from a static file, and no template has
+# inline script, a <style> element or event-handler attributes. Images from anywhere else (tracking pixels
+# in teacher text) are blocked here as well as stripped by the markdown sanitizer.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # Progress bars set their width in a style attribute; attributes cannot load or run anything.
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Trust model (README, "Security"). Operators (superusers, or users given the permission
+# curation.operate_server) register what names the server: model paths, task folders; these settings
+# say which environment variables may hold API keys and which non-public hosts teachers may call.
+API_KEY_ENV_ALLOW = env_list("DISTILLERY_KEY_ENVS", "DISTILLERY_KEY_*")
+TEACHER_ALLOWED_HOSTS = env_list("DISTILLERY_TEACHER_HOSTS", "")
+
+# Login rate limiting (django-axes): after 5 failures for one username from one address, that pair is
+# locked out for 15 minutes; the lockout page and the API say so in plain words.
+AXES_FAILURE_LIMIT = int(os.environ.get("DISTILLERY_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("DISTILLERY_LOGIN_COOLOFF_HOURS", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLED = env_bool("DISTILLERY_LOGIN_RATE_LIMIT", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -166,13 +221,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.DistillerySchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -180,6 +235,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Curate teacher outputs, freeze datasets, train and evaluate students.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and Redoc from this server (drf-spectacular-sidecar): docs work offline, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status" field; name the shared choice sets instead of numbered StatusNNNEnum.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "curation.models.JobStatus",

@@ -6,7 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -17,7 +17,9 @@ from django.utils.html import format_html
 from curation import models
 from curation.jobs.admin import JobAdmin
 from curation.services.datasets import dataset_version_freeze
-from curation.services.generation import generation_job_create
+from curation.selectors.access import is_operator
+from curation.services.generation import generation_job_create, teacher_register
+from curation.services.trust import server_resource_delete, server_resource_register
 
 
 class LargeTableAdmin(admin.ModelAdmin):
@@ -272,12 +274,93 @@ class ImportJobAdmin(JobAdmin, LargeTableAdmin):
         return _pretty_json(obj.errors)
 
 
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """Change forms whose save goes through a service, so the admin gets the service's checks.
+
+    The service's ValidationError lands on the form's fields; PermissionDenied becomes the form's error.
+    """
+
+    def register(self, request, obj, form):  # pragma: no cover - each subclass names its service
+        raise NotImplementedError
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        admin_self = self
+
+        class ServiceForm(form_class):
+            def _post_clean(self):
+                super()._post_clean()
+                if self.errors:
+                    return
+                try:
+                    self.saved = admin_self.register(request, self.instance, self)
+                except ValidationError as error:
+                    messages_by_field = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+                    for field, texts in messages_by_field.items():
+                        self.add_error(field if field in self.fields else None, texts)
+                except PermissionDenied as error:
+                    self.add_error(None, str(error))
+
+        return form_class if request.method != "POST" else ServiceForm
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = getattr(form, "saved", None)
+        if saved is not None:
+            obj.pk = saved.pk  # the service saved it; the admin's log and redirect need the id
+
+
 @admin.register(models.Teacher)
-class TeacherAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "project", "model_name", "model_path", "created_at"]
+class TeacherAdmin(ServiceSavedAdmin):
+    list_display = ["name", "kind", "project", "model_name", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "model_name"]
     raw_id_fields = ["project"]
+
+    def register(self, request, obj, form):
+        data = form.cleaned_data
+        return teacher_register(
+            actor=request.user, name=data["name"], kind=data["kind"], project=data.get("project"),
+            model_path=data.get("model_path", ""), gguf_file=data.get("gguf_file", ""),
+            base_url=data.get("base_url", ""), model_name=data.get("model_name", ""),
+            api_key_env=data.get("api_key_env", ""), default_params=data.get("default_params") or {},
+        )
+
+
+@admin.register(models.ServerResource)
+class ServerResourceAdmin(ServiceSavedAdmin):
+    """What operators offer curators: model folders and lm-eval task folders, by name."""
+
+    list_display = ["name", "kind", "path", "note", "created_by", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "path"]
+    fields = ["kind", "name", "path", "note"]
+
+    def has_module_permission(self, request) -> bool:
+        return is_operator(request.user)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return is_operator(request.user)
+
+    def has_add_permission(self, request) -> bool:
+        return is_operator(request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return is_operator(request.user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return is_operator(request.user)
+
+    def register(self, request, obj, form):
+        data = form.cleaned_data
+        return server_resource_register(actor=request.user, kind=data["kind"], name=data["name"],
+                                        path=data["path"], note=data.get("note", ""))
+
+    def delete_model(self, request, obj) -> None:
+        server_resource_delete(actor=request.user, resource=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for resource in queryset:
+            server_resource_delete(actor=request.user, resource=resource)
 
 
 @admin.register(models.GenerationJob)

@@ -3,6 +3,7 @@ import jobs, teachers and generation jobs, and immutable dataset versions."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -270,6 +271,12 @@ class DatasetRow(models.Model):
         indexes = [models.Index(fields=["version", "split", "position"], name="row_split_idx")]
 
 
+def upload_name(instance, filename: str) -> str:
+    """A random name for an upload: the curator's file name is kept in ``original_name`` only, so nothing
+    they choose becomes part of a server path (and no stored upload ends in .py or .yaml)."""
+    return f"imports/{secrets.token_hex(16)}.upload"
+
+
 class ImportJob(BackgroundJob):
     class Format(models.TextChoices):
         AUTO = "auto", "Detect automatically"
@@ -281,9 +288,9 @@ class ImportJob(BackgroundJob):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    file = models.FileField(upload_to="imports/%Y/%m/", max_length=500)
+    file = models.FileField(upload_to=upload_name, max_length=500, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
-    batch_input_file = models.FileField(upload_to="imports/%Y/%m/", max_length=500, blank=True)
+    batch_input_file = models.FileField(upload_to=upload_name, max_length=500, blank=True)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.AUTO)
     detected_format = models.CharField(max_length=20, blank=True)
     skip_invalid = models.BooleanField(default=False)
@@ -364,3 +371,40 @@ class GenerationJob(BackgroundJob):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ServerResource(models.Model):
+    """A path on the server an operator registered, for curators to pick by name.
+
+    Curators never type a server path: local students and models to evaluate are picked from the
+    registered ``model`` entries, lm-eval task folders (which may import Python through ``!function``)
+    from the registered ``tasks`` entries.
+    """
+
+    class Kind(models.TextChoices):
+        MODEL = "model", "Model (folder or .gguf file)"
+        TASKS = "tasks", "lm-eval task folder"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.SlugField(max_length=100, help_text="What curators pick, e.g. qwen-0.5b or house-tasks.")
+    path = models.CharField(max_length=500, help_text="Absolute, or relative to the data dir.")
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="unique_server_resource_name")]
+        permissions = [
+            ("operate_server", "Operator: may register server paths, task folders, API key variables and hosts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def full_path(self) -> Path:
+        path = Path(self.path)
+        return path if path.is_absolute() else Path(settings.DATA_DIR) / path

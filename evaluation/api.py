@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from config.api import router
+from config.limits import MAX_INT32
+from config.pagination import CursorPagination
 from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project
@@ -33,14 +34,15 @@ class EvaluationRunSerializer(JobStateSerializer, serializers.ModelSerializer):
 class EvaluationRunCreateSerializer(serializers.Serializer):
     project = serializers.SlugField()
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    dataset_version = serializers.IntegerField(required=False, help_text="The version's number in the project.")
+    dataset_version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT32, help_text="The version's number in the project.")
     models = serializers.ListField(
         child=serializers.DictField(), min_length=1,
-        help_text="[{teacher_id} | {training_run_id} | {kind: hf|gguf|api, path, api_model?}], "
+        help_text="[{teacher_id} | {training_run_id} | {kind: hf|gguf, path: a registered model's name} | "
+                  "{kind: api, path: URL, api_model}], "
                   "each with an optional label and role",
     )
     tasks = serializers.ListField(child=serializers.CharField(), required=False,
-                                  help_text="'heldout', lm-eval task names, or folders of task YAML.")
+                                  help_text="'heldout', lm-eval task names, or registered task folders' names.")
     options = serializers.DictField(required=False,
                                     help_text="limit, num_fewshot, apply_chat_template, batch_size, max_gen_toks")
 
@@ -59,8 +61,25 @@ class SamplePagination(CursorPagination):
 
 
 class SendBackSerializer(serializers.Serializer):
-    doc_ids = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1)
+    doc_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_INT32), min_length=1)
     student = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+
+RESULTS = inline_serializer("EvaluationResults", fields={
+    "id": serializers.IntegerField(), "status": serializers.CharField(),
+    "teacher": serializers.CharField(allow_null=True), "students": serializers.ListField(child=serializers.CharField()),
+    "metrics": serializers.ListField(child=serializers.DictField(), help_text="Per task and metric: every model's value."),
+    "models": serializers.ListField(child=serializers.DictField(), help_text="Sizes and speeds per model."),
+    "results": serializers.DictField(help_text="The raw summary per model label."),
+})
+SENT_BACK = inline_serializer("SentBack", fields={"sent_back": serializers.IntegerField()})
+# ``samples`` answers a cursor page of samples, or (with ``regressions_for``) a ranked list of regressions.
+SAMPLES_OR_REGRESSIONS = {"oneOf": [
+    {"type": "object", "required": ["results"], "properties": {
+        "next": {"type": "string", "nullable": True}, "previous": {"type": "string", "nullable": True},
+        "results": {"type": "array", "items": {"type": "object"}}}},
+    {"type": "array", "items": {"type": "object"}},
+]}
 
 
 class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -76,9 +95,9 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def get_object(self) -> EvaluationRun:
         role = CURATOR if self.action in ("cancel", "send_back") else Membership.Role.ANNOTATOR
-        return selectors.access_run(self.request.user, pk=int(self.kwargs["pk"]), role=role)
+        return selectors.access_run(self.request.user, pk=self.kwargs["pk"], role=role)
 
-    @extend_schema(request=EvaluationRunCreateSerializer, responses=EvaluationRunSerializer)
+    @extend_schema(request=EvaluationRunCreateSerializer, responses={201: EvaluationRunSerializer})
     def create(self, request):
         data = EvaluationRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -94,6 +113,7 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
                                              **fields)
         return Response(EvaluationRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses=RESULTS)
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
         """Per task and metric: teacher, students, stderr and retention; sizes, speeds and their ratios."""
@@ -106,7 +126,14 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             "results": run.results,
         })
 
-    @extend_schema(responses=SampleSerializer(many=True))
+    @extend_schema(responses={200: SAMPLES_OR_REGRESSIONS}, parameters=[
+        OpenApiParameter("model", str, description="Only this model's samples."),
+        OpenApiParameter("task", str, description="Only this task's samples."),
+        OpenApiParameter("regressions_for", str, description="A student's label: rank its regressions instead."),
+        OpenApiParameter("metric", str, description="The metric regressions are ranked by (default rougeL)."),
+        OpenApiParameter("sort", str, description="gap (default) or another order of regressions."),
+        OpenApiParameter("cursor", str, description="The page cursor."),
+    ])
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=SamplePagination)
     def samples(self, request, pk=None):
         """Per-sample logs; ``?model=&task=`` narrow them, ``?regressions_for=STUDENT&metric=`` ranks by gap."""
@@ -123,12 +150,13 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(SampleSerializer(page, many=True).data)
 
+    @extend_schema(request=None, responses=EvaluationRunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = services.evaluation_run_cancel(run=self.get_object())
         return Response(EvaluationRunSerializer(run).data)
 
-    @extend_schema(request=SendBackSerializer)
+    @extend_schema(request=SendBackSerializer, responses=SENT_BACK)
     @action(detail=True, methods=["post"], url_path="send-back")
     def send_back(self, request, pk=None):
         """Send held-out items back to the review queue, flagged with this run."""

@@ -30,9 +30,11 @@ class RunForm(forms.Form):
     training_runs = forms.ModelMultipleChoiceField(queryset=None, required=False, label="Students (training runs)")
     other_models = forms.CharField(
         required=False, label="Other models", widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="One per line: label=hf:FOLDER, label=gguf:FILE or label=api:URL#MODEL.",
+        help_text="One per line: label=hf:NAME or label=gguf:NAME (a model an operator registered), "
+                  "or label=api:URL#MODEL.",
     )
-    tasks = forms.CharField(initial="heldout", help_text="heldout, lm-eval task names, or folders of task YAML.")
+    tasks = forms.CharField(initial="heldout",
+                            help_text="heldout, lm-eval task names, or task folders an operator registered.")
     limit = forms.FloatField(required=False, min_value=0.0001)
     num_fewshot = forms.IntegerField(required=False, min_value=0, max_value=64)
     batch_size = forms.IntegerField(initial=8, min_value=1, max_value=256)

@@ -20,8 +20,18 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.limits import is_db_id
 from curation.jobs import services as jobs
-from curation.models import DatasetVersion, JobStatus, Project, Teacher
+from curation.models import DatasetVersion, JobStatus, Project, ServerResource, Teacher
+from curation.selectors.access import is_operator
+from curation.services.trust import (
+    check_key_env,
+    check_operator,
+    check_outbound_url,
+    key_env_allowed,
+    registered_model_path,
+    registered_resource,
+)
 from evaluation.harness import (
     ChildDied,
     EvalOptions,
@@ -69,6 +79,19 @@ def _local_path(path: str) -> Path:
     return candidate if candidate.is_absolute() else (Path(settings.BASE_DIR) / candidate).resolve()
 
 
+def _model_path(raw_path: str, actor) -> Path:
+    """A registered model by name (anyone), or, for an operator, any path on the server."""
+    resource = registered_resource(ServerResource.Kind.MODEL, raw_path)
+    if resource is not None:
+        return resource.full_path
+    if not is_operator(actor):
+        return registered_model_path(raw_path, field="models")  # raises, listing what may be picked
+    path = _local_path(raw_path)
+    if not path.exists():
+        raise ValidationError({"models": f"No model at {path}."})
+    return path
+
+
 def _teacher_spec(project: Project, teacher_id: int) -> dict:
     teacher = Teacher.objects.filter(Q(project=project) | Q(project__isnull=True), pk=teacher_id).first()
     if teacher is None:
@@ -102,20 +125,26 @@ def _training_spec(project: Project, training_run_id: int) -> dict:
     return {"label": label, "role": "student", "kind": "hf", "path": str(folder), "source": {"training_run_id": run.pk}}
 
 
-def _resolve_model(project: Project, raw: dict) -> dict:
+def _resolve_model(project: Project, raw: dict, actor) -> dict:
+    for key in ("teacher_id", "training_run_id"):
+        if raw.get(key) is not None and not is_db_id(raw[key]):
+            raise ValidationError({"models": f"{key} must be a whole number (an id)."})
     if raw.get("teacher_id"):
-        spec = _teacher_spec(project, int(raw["teacher_id"]))
+        spec = _teacher_spec(project, raw["teacher_id"])
     elif raw.get("training_run_id"):
-        spec = _training_spec(project, int(raw["training_run_id"]))
+        spec = _training_spec(project, raw["training_run_id"])
     elif raw.get("kind") in ("hf", "gguf"):
-        path = _local_path(str(raw.get("path", "")))
-        if not path.exists():
-            raise ValidationError({"models": f"No model at {path}."})
+        path = _model_path(str(raw.get("path", "")), actor)
         spec = {"label": path.stem if raw["kind"] == "gguf" else path.name, "role": "student",
                 "kind": raw["kind"], "path": str(path), "source": {"path": str(path)}}
     elif raw.get("kind") == "api":
         if not raw.get("path") or not raw.get("api_model"):
             raise ValidationError({"models": "An API model needs the endpoint URL (path) and api_model."})
+        check_outbound_url(str(raw["path"]), field="models")
+        if raw.get("api_key_env"):
+            # A key and a URL chosen together would let the chooser send the key anywhere.
+            check_operator(actor, "give an evaluated endpoint an API key (register it as a teacher)")
+            check_key_env(str(raw["api_key_env"]))
         spec = {"label": raw["api_model"], "role": "student", "kind": "api", "path": raw["path"],
                 "api_model": raw["api_model"], "api_key_env": raw.get("api_key_env", ""),
                 "source": {"url": raw["path"]}}
@@ -130,10 +159,12 @@ def _resolve_model(project: Project, raw: dict) -> dict:
     return spec
 
 
-def _resolve_models(project: Project, models: list[dict]) -> list[dict]:
+def _resolve_models(project: Project, models: list[dict], actor) -> list[dict]:
     if not models:
         raise ValidationError({"models": "Choose at least one model."})
-    specs = [_resolve_model(project, raw) for raw in models]
+    if not all(isinstance(raw, dict) for raw in models):
+        raise ValidationError({"models": "Each model is an object."})
+    specs = [_resolve_model(project, raw, actor) for raw in models]
     labels = [s["label"] for s in specs]
     if len(set(labels)) != len(labels):
         raise ValidationError({"models": "Two models have the same label; give them distinct labels."})
@@ -142,25 +173,57 @@ def _resolve_models(project: Project, models: list[dict]) -> list[dict]:
     return specs
 
 
-def _clean_tasks(tasks: list[str], dataset_version: DatasetVersion | None) -> list[str]:
+def _is_path_like(task: str) -> bool:
+    return "/" in task or "\\" in task or task.startswith((".", "~"))
+
+
+def _task_folder(task: str, actor) -> str | None:
+    """The absolute folder of a task-folder entry, or None for an lm-eval task name.
+
+    A task folder's YAML may import Python (``!function``), so curators pick one an operator
+    registered (by name); only an operator may name a folder on the server directly.
+    """
+    resource = registered_resource(ServerResource.Kind.TASKS, task)
+    if resource is not None:
+        return str(resource.full_path.resolve())
+    if not _is_path_like(task):
+        return None
+    if not is_operator(actor):
+        names = list(ServerResource.objects.filter(kind=ServerResource.Kind.TASKS).values_list("name", flat=True))
+        choice = f" Registered: {', '.join(names)}." if names else " None is registered yet."
+        raise ValidationError({"tasks": f"Task folders are picked from those an operator registered.{choice}"})
+    folder = _local_path(task)
+    if not folder.is_dir():
+        raise ValidationError({"tasks": f"No task folder at {folder}."})
+    return str(folder)
+
+
+def _clean_tasks(tasks: list[str], dataset_version: DatasetVersion | None, actor=None) -> list[str]:
     tasks = [t.strip() for t in (tasks or ([HELDOUT] if dataset_version else [])) if t and t.strip()]
     if not tasks:
         raise ValidationError({"tasks": "Choose at least one task (the held-out task needs a dataset version)."})
     if HELDOUT in tasks and (dataset_version is None or not dataset_version.heldout_count):
         raise ValidationError({"tasks": "The held-out task needs a dataset version with held-out rows."})
+    # Folders are stored as absolute paths, names as names: the worker never guesses from its own cwd.
+    tasks = [task if task == HELDOUT else (_task_folder(task, actor) or task) for task in tasks]
     return list(dict.fromkeys(tasks))
 
 
 def evaluation_run_create(
     *, project: Project, created_by, models: list[dict], tasks: list[str] | None = None,
     dataset_version: DatasetVersion | None = None, options: dict | None = None, name: str = "", enqueue: bool = True,
+    actor=None,
 ) -> EvaluationRun:
-    """Validate, resolve the models to files or endpoints, and queue the run."""
+    """Validate, resolve the models to files or endpoints, and queue the run.
+
+    ``actor`` is who asks (default: ``created_by``); only an operator may name server paths directly.
+    """
+    actor = created_by if actor is None else actor
     if dataset_version is not None and dataset_version.project_id != project.pk:
         raise ValidationError({"dataset_version": "That dataset version belongs to another project."})
     run = EvaluationRun.objects.create(
         project=project, created_by=created_by, dataset_version=dataset_version, name=name[:200],
-        models_spec=_resolve_models(project, models), tasks=_clean_tasks(tasks or [], dataset_version),
+        models_spec=_resolve_models(project, models, actor), tasks=_clean_tasks(tasks or [], dataset_version, actor),
         options=_clean_options(options),
     )
     if enqueue:
@@ -229,8 +292,8 @@ def _execute(run: EvaluationRun) -> str:
         [ModelSpec(m["label"], m["kind"], m["path"], role=m["role"], api_model=m.get("api_model", ""))
          for m in run.models_spec],
         output_dir=str(folder / "models"),
-        tasks=[t for t in names if not Path(t).is_dir()],
-        task_dirs=[t for t in names if Path(t).is_dir()],
+        tasks=[t for t in names if not Path(t).is_absolute()],
+        task_dirs=[t for t in names if Path(t).is_absolute()],
         heldout=heldout,
         options=EvalOptions(limit=opts.get("limit"), num_fewshot=opts.get("num_fewshot"),
                             apply_chat_template=opts.get("apply_chat_template", True),
@@ -249,9 +312,16 @@ def _execute(run: EvaluationRun) -> str:
 
 def _model_env(spec: dict) -> dict[str, str]:
     """An endpoint's key travels to its child only, by the variable name the teacher names."""
+    if spec.get("kind") == "api":
+        try:  # again at run time: DNS may answer differently now than when the run was created
+            check_outbound_url(spec["path"], field="models")
+        except ValidationError as error:
+            raise HarnessError(f"{spec['label']}: {' '.join(error.messages)}") from None
     name = spec.get("api_key_env")
     if not name:
         return {}
+    if not key_env_allowed(name):
+        raise HarnessError(f"{spec['label']}: the variable {name} is not one API keys may come from")
     if not os.environ.get(name):
         raise HarnessError(f"environment variable {name} is not set; it must hold the API key of {spec['label']}")
     return {"OPENAI_API_KEY": os.environ[name]}

@@ -46,7 +46,7 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
             run = services.evaluation_run_create(project=project, created_by=request.user, **form.service_kwargs())
             return redirect("evaluation:run_detail", pk=run.pk)
         except ValidationError as exc:
-            form.add_error(None, exc)
+            form.add_error(None, exc.messages)  # the service names fields (models, tasks) the form lacks
     return render(request, "evaluation/run_list.html", _list_context(request, project, form), status=400)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from config.limits import MAX_ID, MAX_INT32
 from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import Membership
 from curation.selectors.generation import teacher_lookup
@@ -43,17 +45,17 @@ class TrainingRunListSerializer(TrainingRunSerializer):
 
 
 class TrainingRunCreateSerializer(serializers.Serializer):
-    dataset_version = serializers.IntegerField(help_text="A frozen dataset version's id.")
+    dataset_version = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="A frozen dataset version's id.")
     method = serializers.ChoiceField(choices=TrainingRun.Method.choices, default=TrainingRun.Method.SFT)
     student_source = serializers.ChoiceField(
         choices=TrainingRun.StudentSource.choices, default=TrainingRun.StudentSource.DERIVE
     )
     student_path = serializers.CharField(required=False, allow_blank=True, default="")
     teacher = serializers.CharField(required=False, help_text="A local teacher's name (the project's own first).")
-    teacher_id = serializers.IntegerField(required=False)
-    keep_layers = serializers.IntegerField(required=False, min_value=1)
+    teacher_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    keep_layers = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     hyperparams = serializers.DictField(required=False, help_text="TrainConfig fields, e.g. {'max_steps': 100}.")
-    seed = serializers.IntegerField(required=False, default=0)
+    seed = serializers.IntegerField(required=False, default=0, min_value=-MAX_INT32, max_value=MAX_INT32)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 
     def validate(self, attrs):
@@ -78,6 +80,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def get_object(self):
         return access_training_run(self.request.user, pk=self.kwargs["pk"])
 
+    @extend_schema(request=TrainingRunCreateSerializer, responses={201: TrainingRunSerializer})
     def create(self, request):
         data = TrainingRunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,11 +95,13 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         run = training_run_create(dataset_version=version, created_by=request.user, teacher=teacher, **params)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=None, responses=TrainingRunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = training_run_cancel(run=access_training_run(request.user, pk=pk, role=CURATOR))
         return Response(TrainingRunSerializer(run).data)
 
+    @extend_schema(request=None, responses=TrainingRunSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         run = training_run_resume(run=access_training_run(request.user, pk=pk, role=CURATOR))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from curation.models import Project, Teacher
+from curation.models import Project, ServerResource, Teacher
 from training.models import TrainingRun
 from training.selectors import trainable_teachers
 from training.services import default_hyperparams
@@ -55,14 +55,17 @@ class TrainingRunForm(forms.Form):
     keep_layers = forms.IntegerField(
         min_value=1, required=False, help_text="K of the teacher's layers (derive; default 10)"
     )
-    student_path = forms.CharField(
-        max_length=500, required=False, help_text="model folder: the student, or the LoRA base"
+    student_path = forms.ChoiceField(
+        label="Student model", choices=[], required=False,
+        help_text="a model an operator registered: the student, or the LoRA base",
     )
     seed = forms.IntegerField(initial=0)
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         teachers = trainable_teachers(project)
+        models = ServerResource.objects.filter(kind=ServerResource.Kind.MODEL).values_list("name", flat=True)
+        self.fields["student_path"].choices = [("", "—")] + [(name, name) for name in models]
         self.fields["teacher"].queryset = Teacher.objects.filter(pk__in=[t.pk for t in teachers])
         if teachers:
             self.fields["teacher"].initial = teachers[0].pk

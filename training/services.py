@@ -24,6 +24,7 @@ from curation.jobs import services as jobs
 from curation.jobs.registry import kind_named
 from curation.models import DatasetVersion, JobStatus, Teacher
 from curation.services.datasets import dataset_export
+from curation.services.trust import registered_model_path
 from training.events import RunProgress
 from training.launcher import TrainingProcess, checkpoint_step, read_report
 from training.ml.config import TrainConfig
@@ -61,11 +62,6 @@ def _clean_hyperparams(given: dict[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-def _data_path(path: str) -> Path:
-    """Relative paths live in the data dir, like teacher paths."""
-    return Path(path) if Path(path).is_absolute() else Path(settings.DATA_DIR) / path
-
-
 def _check_student(version: DatasetVersion, method: str, source: str, student_path: str, teacher: Teacher | None,
                    keep_layers: int | None) -> tuple[Teacher | None, int | None]:
     """The teacher and K the run will use; every problem is reported at once, per field."""
@@ -76,8 +72,13 @@ def _check_student(version: DatasetVersion, method: str, source: str, student_pa
         errors["student_source"] = f"Unknown student source '{source}'. Use one of: {', '.join(Source.values)}."
     if method == Method.DPO and version.pair_count == 0:
         errors["method"] = "This version has no preference pairs (rankings or edits) to train DPO on."
-    if source in (Source.FOLDER, Source.LORA) and not (_data_path(student_path) / "config.json").is_file():
-        errors["student_path"] = "Give a model folder (with config.json) for the student or the LoRA base."
+    if source in (Source.FOLDER, Source.LORA):
+        # A curator picks a model an operator registered; a typed path would let them load any folder.
+        try:
+            if not (registered_model_path(student_path, field="student_path") / "config.json").is_file():
+                errors["student_path"] = "The registered model is not a model folder (with config.json)."
+        except ValidationError as error:
+            errors.update(error.message_dict)
     needs_teacher = source == Source.DERIVE or method == Method.KD
     if needs_teacher and teacher is None:
         teacher = next(iter(trainable_teachers(version.project)), None)
@@ -144,7 +145,7 @@ def training_run_config(run: TrainingRun, *, train_file: Path) -> TrainConfig:
     version = run.dataset_version
     return TrainConfig(
         method=run.method, student_source=run.student_source,
-        student_path=str(_data_path(run.student_path)) if run.student_path else "",
+        student_path=str(registered_model_path(run.student_path, field="student_path")) if run.student_path else "",
         teacher_path=str(teacher or ""), keep_layers=run.keep_layers or 10, train_file=str(train_file),
         output_dir=run.artifact_dir, seed=run.seed, **run.hyperparams,
         meta={"training_run": run.pk, "project": version.project.slug, "dataset_version": version.pk,

@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from config.limits import MAX_INT32
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project, check_role, projects_visible_to
 from curation.services.datasets import EXPORT_FORMATS, EXPORT_SPLITS, dataset_export_lines, dataset_version_freeze
@@ -32,7 +33,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class FreezeSerializer(serializers.Serializer):
     project = serializers.SlugField(help_text="The project's slug.")
     heldout_fraction = serializers.FloatField(default=0.1, min_value=0.0, max_value=0.99)
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=-MAX_INT32, max_value=MAX_INT32)
     note = serializers.CharField(default="", allow_blank=True)
 
 

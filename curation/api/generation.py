@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -11,13 +10,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from config.limits import MAX_ID, MAX_INT32
 from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import GenerationJob, Membership, Teacher
-from curation.selectors.access import access_project, is_admin, projects_visible_to
+from curation.selectors.access import access_project, projects_visible_to
 from curation.selectors.generation import (
     access_generation_job,
     generation_jobs_visible_to,
     job_percent,
+    teacher_details_visible,
     teacher_lookup,
 )
 from curation.services.generation import (
@@ -28,6 +29,8 @@ from curation.services.generation import (
 )
 
 CURATOR = Membership.Role.CURATOR
+MAX_NEW_TOKENS = 32768
+SERVER_DETAILS = ("model_path", "gguf_file", "base_url", "api_key_env")
 
 
 class TeacherSerializer(serializers.ModelSerializer):
@@ -42,6 +45,13 @@ class TeacherSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
         # Shape only: the service validates, and answers for existing names by updating them.
         validators = []
+
+    def to_representation(self, teacher: Teacher) -> dict:
+        data = super().to_representation(teacher)
+        request = self.context.get("request")
+        if request is not None and not teacher_details_visible(request.user, teacher):
+            data.update({field: "" for field in SERVER_DETAILS})
+        return data
 
 
 class TeacherRegisterSerializer(TeacherSerializer):
@@ -64,10 +74,8 @@ class TeacherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         slug = fields.pop("project")
         if slug:
             fields["project"] = access_project(request.user, slug=slug, role=CURATOR)
-        elif not is_admin(request.user):
-            raise PermissionDenied("Only an admin registers a teacher for every project; give a project.")
-        teacher = teacher_register(**fields)
-        return Response(TeacherSerializer(teacher).data, status=status.HTTP_201_CREATED)
+        teacher = teacher_register(actor=request.user, **fields)
+        return Response(TeacherSerializer(teacher, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class GenerationJobSerializer(JobStateSerializer, serializers.ModelSerializer):
@@ -89,14 +97,14 @@ class GenerationJobSerializer(JobStateSerializer, serializers.ModelSerializer):
 class GenerationJobCreateSerializer(serializers.Serializer):
     project = serializers.SlugField()
     teacher = serializers.CharField(required=False, help_text="The teacher's name (a project's own comes first).")
-    teacher_id = serializers.IntegerField(required=False)
+    teacher_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     selection = serializers.JSONField(required=False, help_text="{'mode': 'pending'|'all'|'ids'|'filter', ...}")
     n = serializers.IntegerField(required=False, min_value=1, max_value=32)
-    temperature = serializers.FloatField(required=False, min_value=0)
-    top_p = serializers.FloatField(required=False)
-    max_new_tokens = serializers.IntegerField(required=False, min_value=1)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=10)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    max_new_tokens = serializers.IntegerField(required=False, min_value=1, max_value=MAX_NEW_TOKENS)
     system_prompt = serializers.CharField(required=False, allow_blank=True)
-    seed = serializers.IntegerField(required=False)
+    seed = serializers.IntegerField(required=False, min_value=-MAX_INT32, max_value=MAX_INT32)
 
     def validate(self, attrs):
         if ("teacher" in attrs) == ("teacher_id" in attrs):

@@ -42,6 +42,7 @@ class MemberSerializer(serializers.ModelSerializer):
 class ProjectViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ProjectSerializer
     lookup_field = "slug"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
     ordering = ["id"]
     ordering_fields = ["id", "name"]
 

@@ -13,6 +13,20 @@ from django.http import Http404
 from curation.models import Membership, Project
 
 ROLE_RANK = {Membership.Role.ANNOTATOR: 1, Membership.Role.CURATOR: 2}
+OPERATE_PERMISSION = "curation.operate_server"
+# The actor of a door with no web user: a management command, run by whoever holds the server's shell.
+SERVER_SHELL = "server-shell"
+
+
+def is_operator(actor) -> bool:
+    """Operators (superusers, holders of ``curation.operate_server``, the server's shell) decide what on
+    the server curators may use: model paths, task folders, API key variables, private hosts."""
+    if actor == SERVER_SHELL:
+        return True
+    return bool(
+        actor is not None and getattr(actor, "is_active", False)
+        and (actor.is_superuser or actor.has_perm(OPERATE_PERMISSION))
+    )
 
 
 def is_admin(user) -> bool:

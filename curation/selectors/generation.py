@@ -6,7 +6,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
 from curation.models import GenerationJob, JobStatus, Membership, Project, Prompt, Teacher
-from curation.selectors.access import check_role, projects_visible_to
+from curation.selectors.access import check_role, is_operator, projects_visible_to
 
 SELECTION_MODES = ("pending", "all", "ids", "filter")
 
@@ -52,6 +52,15 @@ def teacher_lookup(project: Project, *, name: str | None = None, pk: int | None 
     """A teacher usable in the project, by name or id; the project's own wins over a global one of that name."""
     lookup = {"name": name} if name is not None else {"pk": pk}
     return teachers_for_project(project).filter(**lookup).order_by(F("project_id").asc(nulls_last=True)).first()
+
+
+def teacher_details_visible(user, teacher: Teacher) -> bool:
+    """Where a teacher runs (path, host, key variable) is for operators and the owning project's members:
+    a global teacher's details say something about the server to every user otherwise."""
+    if is_operator(user):
+        return True
+    return teacher.project_id is not None and Membership.objects.filter(project_id=teacher.project_id,
+                                                                         user=user).exists()
 
 
 def generation_jobs_visible_to(user, project: Project | None = None) -> QuerySet[GenerationJob]:

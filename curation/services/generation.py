@@ -14,14 +14,23 @@ import re
 import time
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from config.limits import is_db_id
 from curation.hashing import text_hash
 from curation.jobs import services as jobs
 from curation.models import Completion, GenerationJob, JobStatus, Project, Prompt, Teacher
 from curation.services.quality import quality_flag_prompts
+from curation.services.trust import (
+    check_key_env,
+    check_operator,
+    check_outbound_url,
+    is_operator,
+    registered_model_path,
+)
 from curation.selectors.generation import (
     SELECTION_MODES,
     active_generation_job,
@@ -40,27 +49,52 @@ RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "t
 
 @transaction.atomic
 def teacher_register(
-    *, name: str, kind: str, project: Project | None = None, model_path: str = "", gguf_file: str = "",
+    *, actor, name: str, kind: str, project: Project | None = None, model_path: str = "", gguf_file: str = "",
     base_url: str = "", model_name: str = "", api_key_env: str = "", default_params: dict | None = None,
 ) -> Teacher:
-    """Create the teacher, or update the one of that name in the same scope (project or global)."""
+    """Create the teacher, or update the one of that name in the same scope (project or global).
+
+    ``actor`` is the user registering it (``SERVER_SHELL`` for a command). Only operators register a
+    teacher for every project, name a key variable, or give a model path; a curator's local teacher
+    names a model an operator registered. Every base URL must be one the server may call.
+    """
+    operator = is_operator(actor)
+    if project is None:
+        check_operator(actor, "register a teacher for every project")
     errors = {}
     if kind == Teacher.Kind.LOCAL and not model_path:
         errors["model_path"] = "A local teacher needs a model folder or a .gguf file."
+    elif kind == Teacher.Kind.LOCAL and not operator:
+        try:
+            model_path, gguf_file = str(registered_model_path(model_path, field="model_path")), ""
+        except ValidationError as error:
+            errors.update(error.message_dict)
     if kind == Teacher.Kind.OPENAI:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            errors["base_url"] = "Give the server's base URL, e.g. http://localhost:8000/v1."
+        try:
+            check_outbound_url(base_url)
+        except ValidationError as error:
+            errors.update(error.message_dict)
         if not model_name:
             errors["model_name"] = "Give the model name the server expects."
     if api_key_env and not ENV_NAME.match(api_key_env):
-        errors["api_key_env"] = "Give the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key."
+        errors["api_key_env"] = "Give the NAME of an environment variable (e.g. DISTILLERY_KEY_OPENAI), never the key."
+    elif api_key_env:
+        if not operator:
+            # A key and a URL chosen together would let the chooser send the key anywhere.
+            raise PermissionDenied("Only an operator can give a teacher an API key; ask one to register it.")
+        try:
+            check_key_env(api_key_env)
+        except ValidationError as error:
+            errors.update(error.message_dict)
     unknown = set(default_params or {}) - SAMPLING_KEYS - RUNTIME_KEYS
     if unknown:
         errors["default_params"] = f"Unknown settings: {', '.join(sorted(unknown))}."
     if errors:
         raise ValidationError(errors)
     teacher = Teacher.objects.filter(project=project, name=name).first() or Teacher(project=project, name=name)
+    if teacher.pk and not operator and teacher.api_key_env:
+        # Otherwise a curator could point an operator's keyed teacher at a server of their own.
+        check_operator(actor, "change a teacher that holds an API key")
     for field, value in {
         "kind": kind, "model_path": model_path, "gguf_file": gguf_file, "base_url": base_url,
         "model_name": model_name, "api_key_env": api_key_env, "default_params": default_params or {},
@@ -84,8 +118,14 @@ def teacher_client(teacher: Teacher) -> TeacherClient:
         threads = options.get("threads")
         return LocalTeacher(teacher.local_path, source=teacher_source(teacher), batch_size=int(options.get("batch_size", 8)),
                             device=options.get("device", "cpu"), threads=int(threads) if threads else None)
+    if teacher.api_key_env:
+        try:  # again at run time: the allowlist may have shrunk since the teacher was registered
+            check_key_env(teacher.api_key_env)
+        except ValidationError as error:
+            raise TeacherError(" ".join(error.messages)) from None
     return OpenAICompatibleTeacher(
         base_url=teacher.base_url, model=teacher.model_name, api_key_env=teacher.api_key_env,
+        allowed_hosts=settings.TEACHER_ALLOWED_HOSTS,
         source=teacher_source(teacher), concurrency=int(options.get("concurrency", 4)),
         timeout=float(options.get("timeout", 120)), max_retries=int(options.get("max_retries", 5)),
     )
@@ -98,7 +138,7 @@ def _clean_selection(selection: dict | None) -> dict:
         raise ValidationError({"selection": f"Unknown mode '{mode}'. Use one of: {', '.join(SELECTION_MODES)}."})
     if mode == "ids":
         ids = selection.get("ids")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not ids or not all(is_db_id(i) for i in ids):
             raise ValidationError({"selection": "Mode 'ids' needs a non-empty list of prompt ids."})
     if mode == "filter" and selection.get("status") and selection["status"] not in Prompt.Status.values:
         raise ValidationError({"selection": f"Unknown status '{selection['status']}'."})

@@ -18,6 +18,7 @@ records those batches covered, so nothing is written or counted twice.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from curation.bulk import insert_rows, to_json
@@ -260,7 +262,8 @@ def _outcome(counts: Counts, skip_invalid: bool, rejects: _Rejects) -> tuple[str
         f"completions), {counts.duplicate} duplicates, {counts.invalid} invalid."
     )
     if rejects.count:
-        message += f" Rejected lines with their reasons: {rejects.path}"
+        # No path here: the message is shown to curators; the file is served by the import's rejects link.
+        message += f" The {rejects.count} rejected lines are kept with their reasons (download: rejects)."
     return JobStatus.SUCCEEDED, counts, message
 
 
@@ -294,7 +297,8 @@ class _Rejects:
 
 
 def _default_rejects_path(job: ImportJob) -> Path:
-    return Path(settings.DATA_DIR) / "imports" / "rejects" / f"import-{job.pk}-rejects.jsonl"
+    # Beside the uploads, outside the data dir; the name is not guessable either.
+    return Path(settings.MEDIA_ROOT) / "rejects" / f"import-{job.pk}-{secrets.token_hex(8)}-rejects.jsonl"
 
 
 # --- background imports (the API and the upload page) ---------------------------------------------------
@@ -315,6 +319,11 @@ def import_job_create(
         raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
     if format == ImportJob.Format.OPENAI_BATCH and batch_input_file is None:
         raise ValidationError({"batch_input_file": "An OpenAI Batch output needs its batch input file."})
+    limit = settings.UPLOAD_MAX_BYTES
+    for field, upload in (("file", uploaded_file), ("batch_input_file", batch_input_file)):
+        if upload is not None and upload.size is not None and upload.size > limit:
+            raise ValidationError({field: f"The file is larger than the upload limit ({filesizeformat(limit)}); "
+                                          "import it on the server with manage.py import_outputs."})
     job = ImportJob(
         project=project, created_by=created_by, file=uploaded_file, original_name=(uploaded_file.name or "")[-255:],
         format=format, skip_invalid=skip_invalid, status=JobStatus.QUEUED,
@@ -333,10 +342,24 @@ def import_job_run(job_id: int) -> ImportJob | None:
         return None
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if not job.file:
-        return _finish(job, JobStatus.FAILED, Counts(), "This import ran from the command line and its process "
-                       "stopped; run the command again (rows already stored are not duplicated).")
-    return import_file(
-        project=job.project, path=job.file.path, format=job.format, skip_invalid=job.skip_invalid,
-        batch_input=job.batch_input_file.path if job.batch_input_file else None, job=job,
-        created_by=job.created_by,
-    )
+        return _finish(job, JobStatus.FAILED, Counts(), "The file of this import is no longer kept (an upload is "
+                       "deleted when its import finishes, and a command's file is the command's): import it "
+                       "again; rows already stored are not duplicated.")
+    try:
+        return import_file(
+            project=job.project, path=job.file.path, format=job.format, skip_invalid=job.skip_invalid,
+            batch_input=job.batch_input_file.path if job.batch_input_file else None, job=job,
+            created_by=job.created_by,
+        )
+    finally:
+        # Kept while a job needs it (queued again after a lost worker); deleted once the import has finished.
+        _discard_uploads(ImportJob.objects.filter(pk=job_id, status__in=JobStatus.finished()))
+
+
+def _discard_uploads(jobs) -> None:
+    """Uploads are curators' files: delete them from the server once their import is over."""
+    for job in jobs.exclude(file=""):
+        for upload in (job.file, job.batch_input_file):
+            if upload:
+                upload.storage.delete(upload.name)
+    jobs.update(file="", batch_input_file="")

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from curation.teachers.outbound import OutboundRefused, guarded_opener, url_parts
 from curation.teachers.base import (
     Candidate,
     GenerationParams,
@@ -32,6 +33,7 @@ from curation.teachers.base import (
 logger = logging.getLogger(__name__)
 
 RETRIED_STATUSES = {408, 409, 425, 429}
+MAX_RESPONSE_BYTES = 32 * 2**20
 
 
 class _Stopped(TeacherError):
@@ -57,6 +59,7 @@ class OpenAICompatibleTeacher:
         max_retries: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         # base_url includes the version prefix, e.g. http://localhost:8000/v1 or https://api.openai.com/v1.
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -68,6 +71,8 @@ class OpenAICompatibleTeacher:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        # Every request dials only public addresses (or hosts an operator allowed), follows no redirect.
+        self.opener = guarded_opener(allowed_hosts)
 
     def _api_key(self) -> str | None:
         """Read the key from the environment at run time: the database only knows the variable's name."""
@@ -79,7 +84,11 @@ class OpenAICompatibleTeacher:
         return key
 
     def load(self) -> None:
-        """Nothing to load; checking the key here makes a misconfigured teacher fail before any work."""
+        """Nothing to load; checking the key and the URL here makes a misconfigured teacher fail before any work."""
+        try:
+            url_parts(self.url)
+        except OutboundRefused as error:
+            raise TeacherError(str(error)) from None
         self._api_key()
 
     def generate(self, prompts: Sequence[PromptInput], params: GenerationParams) -> Iterator[PromptResult]:
@@ -160,29 +169,36 @@ class OpenAICompatibleTeacher:
         raise AssertionError("unreachable")
 
     def _post(self, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+        # Messages name the status and a reason of our own, never the server's body: the URL is a curator's
+        # choice, and an echoed body would let anyone read what an internal address answers.
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = response.read()
+            with self.opener.open(request, timeout=self.timeout) as response:
+                payload = response.read(MAX_RESPONSE_BYTES + 1)
+        except OutboundRefused as error:
+            raise TeacherError(f"{self.url}: {error}") from None
         except urllib.error.HTTPError as error:
-            detail = error.read()[:300].decode("utf-8", "replace")
             if error.code in (401, 403):
                 where = f"the key in ${self.api_key_env}" if self.api_key_env else "the request (no API key configured)"
-                raise TeacherAuthError(f"{self.url} rejected {where}: HTTP {error.code} {detail}") from None
+                raise TeacherAuthError(f"{self.url} rejected {where}: HTTP {error.code}") from None
+            if 300 <= error.code < 400:
+                raise TeacherError(f"{self.url}: HTTP {error.code}, a redirect; redirects are not followed, "
+                                   "give the final URL") from None
             if error.code in RETRIED_STATUSES or error.code >= 500:
                 raise _Retryable(f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))) from None
-            raise TeacherError(f"{self.url}: HTTP {error.code} {detail}") from None
-        except (TimeoutError, socket.timeout):
-            raise _Retryable(f"no answer within {self.timeout:g}s") from None
-        except (urllib.error.URLError, ConnectionError) as error:
-            raise _Retryable(f"connection failed: {getattr(error, 'reason', error)}") from None
+            raise TeacherError(f"{self.url}: HTTP {error.code}, the server refused the request") from None
+        except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError):
+            # One message for refused, reset and timed out: telling them apart would make a port scanner.
+            raise _Retryable(f"no answer from the server within {self.timeout:g}s") from None
+        if len(payload) > MAX_RESPONSE_BYTES:
+            raise TeacherError(f"{self.url}: the response is larger than {MAX_RESPONSE_BYTES // 2**20} MB")
         try:
             return json.loads(payload)
         except ValueError:
-            raise TeacherError(f"{self.url}: response is not JSON: {payload[:200]!r}") from None
+            raise TeacherError(f"{self.url}: the response is not JSON") from None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -197,7 +213,7 @@ def _parse_choice(data: dict[str, Any]) -> Candidate:
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise TeacherError(f"unexpected chat-completions response: {str(data)[:200]}") from None
+        raise TeacherError("the response is not a chat completion (no choices[0].message)") from None
     content_logprobs = (choice.get("logprobs") or {}).get("content") or []
     logprobs = [round(float(item["logprob"]), 4) for item in content_logprobs] or None
     usage = data.get("usage") or {}

@@ -42,6 +42,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     _exit_with_parent()
     config = ModelRunConfig.from_dict(json.loads(Path(args.config).read_text()))
     error = Path(config.output_dir) / "error.json"
+    if config.model.is_api:
+        _no_redirects()
     try:
         evaluate_model(config, on_progress=_emit)
     except HarnessError as exc:
@@ -50,9 +52,21 @@ def cmd_model(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:  # the parent shows this message; the traceback goes to the log
         traceback.print_exc()
-        error.write_text(json.dumps({"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}))
+        message = f"{type(exc).__name__}: {exc}"
+        if config.model.is_api:  # lm-eval's errors may quote what the endpoint answered: keep that in the log
+            message = f"{type(exc).__name__} while calling {config.model.label}'s endpoint (details in log.txt)"
+        error.write_text(json.dumps({"type": type(exc).__name__, "message": message}))
         return 1
     return 0
+
+
+def _no_redirects() -> None:
+    """lm-eval's API models post with requests, which follows redirects: a URL that passed the address
+    check could hand the request (and its key) on to an internal one. With a limit of 0, the first
+    redirect fails the run instead."""
+    import requests.sessions
+
+    requests.sessions.DEFAULT_REDIRECT_LIMIT = 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

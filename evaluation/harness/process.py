@@ -121,6 +121,8 @@ def _failure_message(config: ModelRunConfig, out: Path, returncode: int | None) 
         signame = signal.Signals(-returncode).name
         hint = " (out of memory?)" if signame == "SIGKILL" else ""
         return f"evaluation of {config.model.label} was killed by {signame}{hint}; see {out / 'log.txt'}"
+    if config.model.is_api:  # the log may quote the endpoint's answers; they stay in the log
+        return f"evaluation of {config.model.label} failed (exit {returncode}); details in log.txt"
     tail = (out / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
     return f"evaluation of {config.model.label} failed (exit {returncode}): " + " | ".join(tail)
 

@@ -26,4 +26,12 @@
   document.addEventListener("htmx:sendError", function () {
     toast("The server could not be reached. Your work is still on this page: try again.");
   });
+  // <button data-dismiss=".confirm"> removes its enclosing .confirm (no inline handlers: the CSP forbids them).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-dismiss]");
+    if (button) {
+      var box = button.closest(button.getAttribute("data-dismiss"));
+      if (box) { box.remove(); }
+    }
+  });
 })();

@@ -31,6 +31,7 @@ def populated(project, annotator):
     models.GenerationJob.objects.create(project=project, teacher=teacher)
     models.SimilarityKey.objects.create(project=project, kind="p", key=12345, prompt=prompt)
     models.WorkerBeat.objects.create(name="celery@<b>host</b>", queues=["default"])
+    models.ServerResource.objects.create(kind="model", name="smol", path="/models/smol")
     from curation.services.datasets import dataset_version_freeze
 
     dataset_version_freeze(project=project, heldout_fraction=0)

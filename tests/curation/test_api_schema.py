@@ -15,5 +15,7 @@ def test_schema_generates_without_warnings(tmp_path):
 
 
 @pytest.mark.django_db
-def test_schema_is_served(client):
+def test_schema_is_served_to_logged_in_users_only(client, user):
+    assert client.get("/api/schema/").status_code == 403
+    client.force_login(user)
     assert client.get("/api/schema/").status_code == 200

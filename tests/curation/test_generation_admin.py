@@ -7,12 +7,13 @@ import pytest
 from curation.models import GenerationJob, JobStatus, Teacher
 from curation.services import generation as svc
 from tests.factories import PromptFactory
+from curation.selectors.access import SERVER_SHELL
 
 pytestmark = pytest.mark.django_db
 
 
 def test_project_action_asks_for_the_teacher_then_queues_a_job(client, admin_user, project):
-    teacher = svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny")
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny")
     PromptFactory.create_batch(3, project=project)
     client.force_login(admin_user)
     changelist = "/admin/curation/project/"
@@ -27,7 +28,7 @@ def test_project_action_asks_for_the_teacher_then_queues_a_job(client, admin_use
 
 
 def test_job_actions_cancel_and_resume(client, admin_user, project):
-    teacher = svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny")
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny")
     job = svc.generation_job_create(project=project, teacher=teacher, enqueue=False)
     client.force_login(admin_user)
     changelist = "/admin/curation/generationjob/"

@@ -11,12 +11,13 @@ from curation.teachers import demo_model
 from tests.curation.test_teachers_local import one_torch_thread  # noqa: F401 - an autouse fixture
 from tests.factories import PromptFactory
 from tests.tiny import save_tiny_model
+from curation.selectors.access import SERVER_SHELL
 
 pytestmark = pytest.mark.django_db
 
 
 def test_generate_inline_answers_the_pending_prompts(project, tmp_path, capsys):
-    svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(save_tiny_model(tmp_path / "m")),
+    svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(save_tiny_model(tmp_path / "m")),
                          project=project)
     PromptFactory.create_batch(3, project=project)
     call_command("generate", "--project", project.slug, "--teacher", "tiny", "--n", "2",
@@ -27,8 +28,9 @@ def test_generate_inline_answers_the_pending_prompts(project, tmp_path, capsys):
     assert f"Job #{job.pk} succeeded: 3/3 prompts" in capsys.readouterr().out
 
 
-def test_generate_queues_for_the_worker_and_reports_bad_names(project):
-    svc.teacher_register(name="remote", kind=Teacher.Kind.OPENAI, base_url="http://127.0.0.1:9/v1",
+def test_generate_queues_for_the_worker_and_reports_bad_names(project, settings):
+    settings.TEACHER_ALLOWED_HOSTS = ["127.0.0.1"]
+    svc.teacher_register(actor=SERVER_SHELL, name="remote", kind=Teacher.Kind.OPENAI, base_url="http://127.0.0.1:9/v1",
                          model_name="m")
     call_command("generate", "--project", project.slug, "--teacher", "remote", "--all")
     job = GenerationJob.objects.get(project=project)

@@ -14,6 +14,7 @@ from curation.teachers import Candidate, PromptResult, TeacherError
 from tests.curation.test_teachers_local import one_torch_thread  # noqa: F401 - an autouse fixture
 from tests.factories import ProjectFactory, PromptFactory
 from tests.tiny import save_tiny_model
+from curation.selectors.access import SERVER_SHELL
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def local_teacher(tiny_model_dir):
-    return svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(tiny_model_dir),
+    return svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(tiny_model_dir),
                                 model_name="tiny-llama", default_params={"batch_size": 4})
 
 
@@ -56,17 +57,18 @@ class ScriptedClient:
             self.closed = True
 
 
-def test_register_validates_and_updates_by_name(tiny_model_dir):
+def test_register_validates_and_updates_by_name(tiny_model_dir, settings):
+    settings.TEACHER_ALLOWED_HOSTS = ["h"]  # a host on the operator's network, e.g. a compose service
     with pytest.raises(ValidationError, match="model folder"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.LOCAL)
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.LOCAL)
     with pytest.raises(ValidationError, match="NAME of an environment variable"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="m",
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="m",
                              api_key_env="sk-live-1234")
     with pytest.raises(ValidationError, match="Unknown settings: colour"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.LOCAL, model_path="m", default_params={"colour": 1})
-    first = svc.teacher_register(name="api", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="a",
-                                 api_key_env="TEACHER_KEY")
-    again = svc.teacher_register(name="api", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="b")
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.LOCAL, model_path="m", default_params={"colour": 1})
+    first = svc.teacher_register(actor=SERVER_SHELL, name="api", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="a",
+                                 api_key_env="DISTILLERY_KEY_TEACHER")
+    again = svc.teacher_register(actor=SERVER_SHELL, name="api", kind=Teacher.Kind.OPENAI, base_url="http://h/v1", model_name="b")
     assert again.pk == first.pk and again.model_name == "b"
 
 
@@ -78,7 +80,7 @@ def test_create_takes_defaults_and_refuses_bad_input(local_teacher):
     with pytest.raises(ValidationError, match="still queued"):
         svc.generation_job_create(project=project, teacher=local_teacher)
     other = ProjectFactory()
-    foreign = svc.teacher_register(name="theirs", kind=Teacher.Kind.LOCAL, model_path="m", project=other)
+    foreign = svc.teacher_register(actor=SERVER_SHELL, name="theirs", kind=Teacher.Kind.LOCAL, model_path="m", project=other)
     with pytest.raises(ValidationError, match="another project"):
         svc.generation_job_create(project=project, teacher=foreign)
     with pytest.raises(ValidationError, match="greedy"):
@@ -111,7 +113,7 @@ def test_run_stores_completions_and_progress_then_a_rerun_skips_them(local_teach
 
 
 def test_logprobs_are_stored_when_the_teacher_asks(tiny_model_dir):
-    teacher = svc.teacher_register(name="lp", kind=Teacher.Kind.LOCAL, model_path=str(tiny_model_dir),
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="lp", kind=Teacher.Kind.LOCAL, model_path=str(tiny_model_dir),
                                    default_params={"logprobs": True})
     project = ProjectFactory()
     PromptFactory(project=project)

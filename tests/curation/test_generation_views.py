@@ -8,6 +8,7 @@ from django.urls import reverse
 from curation.models import GenerationJob, JobStatus, Teacher
 from curation.services import generation as svc
 from tests.factories import MembershipFactory, ProjectFactory, PromptFactory
+from curation.selectors.access import SERVER_SHELL
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -15,7 +16,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def teacher(project):
-    return svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny", project=project)
+    return svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path="models/tiny", project=project)
 
 
 @pytest.fixture
@@ -123,22 +124,27 @@ def test_api_refuses_bad_input_and_hides_other_projects(client, project, curator
                        content_type="application/json").status_code == 404
 
 
-def test_api_registers_teachers_for_a_project_and_only_admins_globally(client, project, curator, admin_user):
+def test_api_registers_teachers_for_a_project_and_only_operators_globally(client, project, curator, admin_user,
+                                                                         settings):
+    settings.TEACHER_ALLOWED_HOSTS = ["vllm:8000"]  # the operator's own inference server
     client.force_login(curator)
     data = {"name": "vllm", "kind": "openai-compatible", "base_url": "http://vllm:8000/v1",
-            "model_name": "Qwen2.5-7B-Instruct", "api_key_env": "VLLM_KEY", "project": project.slug}
+            "model_name": "Qwen2.5-7B-Instruct", "project": project.slug}
     created = client.post("/api/v1/teachers/", data, content_type="application/json")
     assert created.status_code == 201, created.content
     assert created.json()["project"] == project.slug
     assert client.post("/api/v1/teachers/", {**data, "project": None},
                        content_type="application/json").status_code == 403
+    keyed = client.post("/api/v1/teachers/", {**data, "api_key_env": "DISTILLERY_KEY_VLLM"},
+                        content_type="application/json")
+    assert keyed.status_code == 403 and b"Only an operator" in keyed.content
+    client.force_login(admin_user)
     leaked = client.post("/api/v1/teachers/", {**data, "api_key_env": "sk-123"}, content_type="application/json")
     assert leaked.status_code == 400
-    client.force_login(admin_user)
-    assert client.post("/api/v1/teachers/", {**data, "project": None},
+    assert client.post("/api/v1/teachers/", {**data, "project": None, "api_key_env": "DISTILLERY_KEY_VLLM"},
                        content_type="application/json").status_code == 201
     other = ProjectFactory()
-    svc.teacher_register(name="secret", kind=Teacher.Kind.LOCAL, model_path="m", project=other)
+    svc.teacher_register(actor=SERVER_SHELL, name="secret", kind=Teacher.Kind.LOCAL, model_path="m", project=other)
     client.force_login(curator)
     names = {t["name"] for t in client.get("/api/v1/teachers/").json()["results"]}
     assert names == {"vllm"}

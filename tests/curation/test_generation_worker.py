@@ -10,6 +10,7 @@ from curation.services import generation as svc
 from tests.conftest import wait_for
 from tests.factories import MembershipFactory, PromptFactory
 from tests.tiny import save_tiny_model
+from curation.selectors.access import SERVER_SHELL
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +25,7 @@ def test_generation_job_runs_in_the_worker_and_cancel_and_resume_work(celery_wor
     model_dir = save_tiny_model(tmp_path / "tiny-teacher")
     # One prompt (two candidates) per batch, so there are many batches to observe and to cancel between;
     # one torch thread, because a second one spinning on a busy CPU makes a tiny model crawl.
-    teacher = svc.teacher_register(name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(model_dir),
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="tiny", kind=Teacher.Kind.LOCAL, model_path=str(model_dir),
                                    model_name="tiny-llama", default_params={"batch_size": 2, "threads": 1})
     PromptFactory.create_batch(PROMPTS, project=project)
     annotator = MembershipFactory(project=project).user

@@ -258,13 +258,14 @@ def test_skip_invalid_imports_valid_lines_and_writes_rejects(project, tmp_path):
     assert [e["line"] for e in entries] == sorted(EXPECTED_REASONS)
     assert entries[0]["raw"] == BAD_LINES[1] and "bad JSON" in entries[0]["reason"]
     assert entries[5]["raw"] is None  # the oversized line is not copied
-    assert job.rejects_path == str(rejects) and str(rejects) in job.message
+    assert job.rejects_path == str(rejects) and "8 rejected lines" in job.message
+    assert str(tmp_path) not in job.message  # curators see the message: no server path in it
 
 
-def test_skip_invalid_defaults_the_rejects_file_into_the_data_dir(project, tmp_path, settings):
-    settings.DATA_DIR = tmp_path / "data"
+def test_skip_invalid_defaults_the_rejects_file_beside_the_uploads(project, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "private"
     job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", ["{oops", {"prompt": "p"}]), skip_invalid=True)
-    assert Path(job.rejects_path).parent == tmp_path / "data" / "imports" / "rejects"
+    assert Path(job.rejects_path).parent == tmp_path / "private" / "rejects"
     assert json.loads(Path(job.rejects_path).read_text())["line"] == 1
 
 

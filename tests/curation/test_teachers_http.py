@@ -79,6 +79,8 @@ def server():
 
 def teacher(server: FakeChatServer, **options) -> OpenAICompatibleTeacher:
     defaults = {"concurrency": 1, "timeout": 0.3, "backoff": 0.01, "max_retries": 3}
+    # The fake server is on loopback: the operator's allowlist must name it, as for a local vLLM.
+    defaults["allowed_hosts"] = ["127.0.0.1"]
     return OpenAICompatibleTeacher(base_url=server.base_url, model="teacher-7b", **{**defaults, **options})
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from curation.models import JobStatus, Teacher
+from curation.models import JobStatus, ServerResource, Teacher
 from evaluation.models import EvaluationRun
 from tests.evaluation.helpers import finished_run, make_heldout_version, sft_records
 
@@ -22,6 +22,7 @@ def run(project):
 def model_dir(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
+    ServerResource.objects.create(kind=ServerResource.Kind.MODEL, name="model", path=str(tmp_path / "model"))
     return tmp_path / "model"
 
 

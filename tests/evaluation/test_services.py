@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from curation.models import Flag, JobStatus, Prompt, Review, Teacher
+from curation.selectors.access import SERVER_SHELL
+from curation.services.trust import server_resource_register
 from evaluation import selectors, services
 from evaluation.models import EvaluationRun, EvaluationSample
 from tests.evaluation.helpers import finished_run, make_heldout_version, sft_records
@@ -32,6 +34,7 @@ def teacher(project, tmp_path):
 def student_dir(tmp_path):
     (tmp_path / "student").mkdir()
     (tmp_path / "student" / "config.json").write_text("{}")
+    server_resource_register(actor=SERVER_SHELL, kind="model", name="student", path=str(tmp_path / "student"))
     return tmp_path / "student"
 
 
@@ -56,21 +59,22 @@ def test_create_resolves_models_and_queues_on_commit(project, version, teacher, 
 def test_api_and_gguf_teachers_resolve(project, tmp_path):
     api = Teacher.objects.create(project=project, name="remote", kind=Teacher.Kind.OPENAI,
                                  base_url="http://vllm:8000/v1/", model_name="m", api_key_env="VLLM_KEY")
-    spec = services._resolve_model(project, {"teacher_id": api.pk})
+    spec = services._resolve_model(project, {"teacher_id": api.pk}, None)
     assert (spec["kind"], spec["path"], spec["api_model"], spec["api_key_env"]) == (
         "api", "http://vllm:8000/v1/chat/completions", "m", "VLLM_KEY")
     gguf = Teacher.objects.create(project=project, name="q", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path),
                                   gguf_file="x.gguf")
     with pytest.raises(ValidationError, match="The model of teacher q is not at"):
-        services._resolve_model(project, {"teacher_id": gguf.pk})
+        services._resolve_model(project, {"teacher_id": gguf.pk}, None)
     (tmp_path / "x.gguf").write_bytes(b"GGUF")
-    spec = services._resolve_model(project, {"teacher_id": gguf.pk})
+    spec = services._resolve_model(project, {"teacher_id": gguf.pk}, None)
     assert (spec["kind"], spec["path"]) == ("gguf", str(tmp_path / "x.gguf"))
 
 
 @pytest.mark.parametrize("models, tasks, options, message", [
     ([], None, None, "at least one model"),
-    ([{"kind": "hf", "path": "/nonexistent/model"}], None, None, "No model at"),
+    ([{"kind": "hf", "path": "/nonexistent/model"}], None, None, "Pick a model an operator registered"),
+    ([{"teacher_id": "1; drop"}], None, None, "must be a whole number"),
     ([{"teacher_id": 999999}], None, None, "does not exist"),
     ([{"training_run_id": 999999}], None, None, "does not exist"),
     ([{"kind": "api", "path": "http://x/v1/chat/completions"}], None, None, "api_model"),

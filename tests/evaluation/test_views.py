@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from curation.models import Flag, JobStatus
+from curation.models import Flag, JobStatus, ServerResource
 from evaluation.models import EvaluationRun
 from tests.evaluation.helpers import finished_run, make_heldout_version, sft_records
 
@@ -86,6 +86,7 @@ def test_text_from_models_is_escaped(client, run, curator):
 def test_run_list_form_creates_a_run(client, project, curator, tmp_path, django_capture_on_commit_callbacks, monkeypatch):
     version, _ = make_heldout_version(project, sft_records())
     (tmp_path / "m").mkdir()
+    ServerResource.objects.create(kind=ServerResource.Kind.MODEL, name="m", path=str(tmp_path / "m"))
     monkeypatch.setattr("evaluation.tasks.evaluation_run.delay", lambda pk: None)
     client.force_login(curator)
     with django_capture_on_commit_callbacks(execute=True):

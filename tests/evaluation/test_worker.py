@@ -8,6 +8,8 @@ import pytest
 from django.urls import reverse
 
 from curation.models import Flag, JobStatus, Teacher
+from curation.selectors.access import SERVER_SHELL
+from curation.services.trust import server_resource_register
 from evaluation.models import EvaluationRun, EvaluationSample
 from tests.conftest import wait_for
 from tests.evaluation.helpers import make_heldout_version
@@ -25,10 +27,11 @@ def test_heldout_run_through_the_worker_then_regressions_go_back_to_curation(
     version, prompts = make_heldout_version(project, tiny_pair.records)
     teacher = Teacher.objects.create(project=project, name="tiny-teacher", kind=Teacher.Kind.LOCAL,
                                      model_path=str(tiny_pair.teacher))
+    server_resource_register(actor=SERVER_SHELL, kind="model", name="tiny-student", path=str(tiny_pair.student))
     client.force_login(curator)
-    response = client.post("/api/v1/evaluation-runs/", {
+    response = client.post("/api/v1/evaluation-runs/", {  # the curator picks the operator's registered student
         "project": project.slug, "dataset_version": version.number, "name": "v1",
-        "models": [{"teacher_id": teacher.pk}, {"kind": "hf", "path": str(tiny_pair.student), "label": "student"}],
+        "models": [{"teacher_id": teacher.pk}, {"kind": "hf", "path": "tiny-student", "label": "student"}],
         "options": {"batch_size": 2, "max_gen_toks": 24},
     }, content_type="application/json")
     assert response.status_code == 201, response.content
@@ -62,7 +65,7 @@ def test_heldout_run_through_the_worker_then_regressions_go_back_to_curation(
 def test_unreachable_builtin_task_fails_fast_with_a_clear_message(celery_worker, project, tiny_pair):
     from evaluation.services import evaluation_run_create
 
-    run = evaluation_run_create(project=project, created_by=None, tasks=["hellaswag"],
+    run = evaluation_run_create(project=project, created_by=None, actor=SERVER_SHELL, tasks=["hellaswag"],
                                 models=[{"kind": "hf", "path": str(tiny_pair.teacher), "label": "t"}])
     run = wait_for(lambda: _finished(run.pk), timeout=180, message="the failing run")
     assert run.status == JobStatus.FAILED

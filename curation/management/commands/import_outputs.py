@@ -46,6 +46,8 @@ class Command(BaseCommand):
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(self._reasons(job))
         self.stdout.write(self.style.SUCCESS(job.message))
+        if job.rejects_path:
+            self.stdout.write(f"Rejected lines with their reasons: {job.rejects_path}")
 
     def _reasons(self, job: ImportJob) -> str:
         lines = [job.message]

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import ImportJob, JobStatus, Membership, Project, Teacher
+from curation.models import ImportJob, JobStatus, Membership, Project, ServerResource, Teacher
 from curation.services.generation import teacher_register
+from curation.services.trust import SERVER_SHELL, server_resource_register
 from curation.services.imports import import_file
 from curation.services.projects import membership_set, project_create
 from curation.teachers.demo_model import (
@@ -75,8 +76,11 @@ class Command(BaseCommand):
             self.stdout.write("The demo teacher model is not built: `make demo-model`, then load_demo again.")
             return
         teacher_register(
-            name=DEMO_MODEL_NAME, kind=Teacher.Kind.LOCAL, project=project, model_name=DEMO_MODEL_NAME,
+            actor=SERVER_SHELL, name=DEMO_MODEL_NAME, kind=Teacher.Kind.LOCAL, project=project, model_name=DEMO_MODEL_NAME,
             model_path=f"models/{DEMO_MODEL_FOLDER}",  # relative: read from the data dir
             default_params={"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 128, "batch_size": 8},
         )
-        self.stdout.write(f"Demo teacher '{DEMO_MODEL_NAME}' registered.")
+        # Also offered to curators as a student or LoRA base (a curator never types a path).
+        server_resource_register(actor=SERVER_SHELL, kind=ServerResource.Kind.MODEL, name=DEMO_MODEL_FOLDER,
+                                 path=f"models/{DEMO_MODEL_FOLDER}", note="The demo teacher, SmolLM2-135M-Instruct.")
+        self.stdout.write(f"Demo teacher '{DEMO_MODEL_NAME}' registered (and model '{DEMO_MODEL_FOLDER}').")

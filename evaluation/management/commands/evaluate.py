@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import DatasetVersion, JobStatus, Project
+from curation.selectors.access import SERVER_SHELL
 from curation.selectors.generation import teacher_lookup
 from evaluation.forms import model_from_line
 from evaluation.models import EvaluationRun
@@ -53,7 +54,7 @@ class Command(BaseCommand):
                        "limit": int(limit) if limit is not None and limit >= 1 else limit}
         try:
             run = evaluation_run_create(
-                project=target, created_by=None, dataset_version=version, name=options["name"],
+                project=target, created_by=None, actor=SERVER_SHELL, dataset_version=version, name=options["name"],
                 models=[self._model(target, text) for text in models], tasks=options["tasks"] or [],
                 options={k: v for k, v in run_options.items() if v is not None}, enqueue=not inline,
             )

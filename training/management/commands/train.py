@@ -1,4 +1,4 @@
-"""`manage.py train --version ID [--student derive|PATH] [--method sft] [--wait]`: queue (or run) a training run."""
+"""`manage.py train --version ID [--student derive|MODEL] [--method sft] [--wait]`: queue (or run) a training run."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--version", type=int, required=True, help="dataset version id")
         parser.add_argument("--method", choices=TrainingRun.Method.values, default=TrainingRun.Method.SFT)
         parser.add_argument("--student", default="derive",
-                            help="'derive' (K of the teacher's layers, the default) or a model folder")
-        parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the --student folder")
+                            help="'derive' (K of the teacher's layers, the default) or a registered model's name")
+        parser.add_argument("--lora", action="store_true", help="train LoRA adapters on the --student model")
         parser.add_argument("--teacher", help="a local teacher's name (default: the project's first model folder)")
         parser.add_argument("--keep-layers", type=int, help="K for a derived student (default 10)")
         parser.add_argument("--seed", type=int, default=0)
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No teacher '{options['teacher']}' for {version.project}.")
         derive = options["student"] == "derive"
         if derive and options["lora"]:
-            raise CommandError("--lora needs --student PATH (the base model folder).")
+            raise CommandError("--lora needs --student MODEL (a registered base model).")
         source = "derive" if derive else ("lora" if options["lora"] else "folder")
         try:
             run = training_run_create(
