@@ -31,7 +31,7 @@ CHECKS = {
     GenerationMode.NEGATIVE: [not_a_server_error],
 }
 # Per operation and mode; 36 operations on 2 busy cores: about a minute in all.
-EXAMPLES = int(os.environ.get("DISTILLERY_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("DISTILLERY_FUZZ_EXAMPLES", "15"))
 
 
 @pytest.fixture
