@@ -12,6 +12,7 @@ class CurationConfig(AppConfig):
         register(JobKind(
             name="import", model=ImportJob, task="curation.tasks.import_job_run", queue="default",
             resume="it continues after the last committed batch, and rows already stored are never written twice",
+            can_resume=lambda job: _import_can_resume(job),
         ))
         register(JobKind(
             name="generation", model=GenerationJob, task="curation.tasks.generation_run", queue="generation",
@@ -19,6 +20,14 @@ class CurationConfig(AppConfig):
             on_requeue=lambda job: {"eta_seconds": None, "tokens_per_second": 0},
             can_resume=lambda job: _generation_can_resume(job),
         ))
+
+
+def _import_can_resume(job) -> None:
+    from django.core.exceptions import ValidationError
+
+    if not job.file:  # an upload is deleted once its import is over (README, "Security")
+        raise ValidationError("This import's file is no longer kept on the server: upload it again "
+                              "(rows already stored are not duplicated).")
 
 
 def _generation_can_resume(job) -> None:

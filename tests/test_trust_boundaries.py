@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from curation.jobs.services import job_resume
 from curation.markdown import render_markdown
 from curation.models import GenerationJob, ImportJob, JobStatus, ServerResource, Teacher
 from curation.selectors.access import SERVER_SHELL, is_operator
@@ -121,6 +122,8 @@ def test_uploaded_python_and_task_yaml_cannot_be_evaluated(project, curator):
         import_job_run(job.pk)  # the import finishes (it fails: neither is JSONL) ...
         job.refresh_from_db()
         assert job.status == JobStatus.FAILED and not path.exists() and not job.file  # ... and the upload is gone
+        with pytest.raises(ValidationError, match="no longer kept on the server: upload it again"):
+            job_resume(job=job, enqueue=False)
         assert str(settings.MEDIA_ROOT) not in job.message and str(settings.VAR_DIR) not in job.message
 
     version, _ = make_heldout_version(project, sft_records())
