@@ -1,4 +1,9 @@
-"""Open a file, detect its format from the first records, and stream Records / Invalids out of it."""
+"""Open a file, detect its format from the first records, and stream Records / Invalids out of it.
+
+JSON Lines is read line by line. A file that is one JSON array (Stanford's ``alpaca_data.json`` as published,
+pretty-printed) is streamed item by item with ijson, never loaded whole; its records are numbered by their
+position in the array (1-based), which is what the errors then call their "line".
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,11 @@ def read_records(
             yield fmt, iter_csv(handle, max_line_bytes)
             return
         parser = JSON_PARSERS.get(fmt)
+        if _is_json_array(handle):
+            if parser is None:
+                raise FileError(f"A JSON array cannot be read as {fmt}: write one JSON object per line.")
+            yield fmt, _iter_json_array(handle, parser)
+            return
         if fmt == "openai-batch":
             if batch_input is None:
                 raise FileError(
@@ -87,10 +97,59 @@ def _iter_json(handle, parser: Callable, max_bytes: int) -> Iterator[Record | In
         yield Record(line.number, messages, candidates, ident, meta)
 
 
+def _is_json_array(handle) -> bool:
+    """Whether the file's first non-blank character (after a BOM) opens a JSON array; the handle is rewound."""
+    start = handle.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    handle.seek(0)
+    return start.startswith(b"[")
+
+
+def _array_items(handle) -> Iterator[object]:
+    import ijson  # streaming parser: constant memory however large the array
+
+    handle.seek(0)
+    if handle.read(3) != b"\xef\xbb\xbf":
+        handle.seek(0)
+    return ijson.items(handle, "item", use_float=True)
+
+
+def _iter_json_array(handle, parser: Callable) -> Iterator[Record | Invalid]:
+    import ijson
+
+    number = 0
+    try:
+        for number, obj in enumerate(_array_items(handle), start=1):
+            if not isinstance(obj, dict):
+                yield Invalid(number, f"wrong type: each array item must be a JSON object, not {type(obj).__name__}",
+                              json.dumps(obj, ensure_ascii=False))
+                continue
+            try:
+                messages, candidates, ident, meta = parser(obj)
+            except BadRecord as exc:
+                yield Invalid(number, str(exc), json.dumps(obj, ensure_ascii=False))
+                continue
+            yield Record(number, messages, candidates, ident, meta)
+    except ijson.JSONError as exc:
+        # The array breaks off here: nothing after this point can be read reliably.
+        yield Invalid(number + 1, f"bad JSON after array item {number}: {exc}", None)
+
+
 def sniff(handle, name: str, max_bytes: int) -> str:
-    """The format, from the extension and the keys of the first JSON objects."""
+    """The format, from the extension and the keys of the first JSON objects (first array item for an array)."""
     if name.lower().endswith(".csv"):
         return "csv"
+    if _is_json_array(handle):
+        import ijson
+
+        try:
+            first = next(iter(_array_items(handle)), None)
+        except ijson.JSONError as exc:
+            raise FileError(f"The file starts a JSON array that cannot be read: {exc}") from exc
+        if first is None:
+            raise FileError("The file holds no records (an empty JSON array).")
+        if not isinstance(first, dict):
+            raise FileError(f"The JSON array's items must be objects, not {type(first).__name__}.")
+        return _format_of(first)
     first_text, first_error = None, ""
     for line in iter_lines(handle, max_bytes):
         if line.number > SNIFF_LINES:
@@ -111,8 +170,6 @@ def sniff(handle, name: str, max_bytes: int) -> str:
         raise FileError(f"The first lines cannot be read as text ({first_error}): is this JSON Lines or CSV?")
     if first_text is None:
         raise FileError("The file holds no records.")
-    if first_text.startswith("["):
-        raise FileError("This is one JSON array, not JSON Lines: write one JSON object per line.")
     if not first_text.startswith("{") and _is_csv_header(first_text):
         return "csv"
     raise FileError(

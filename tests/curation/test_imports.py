@@ -186,7 +186,9 @@ def test_auto_detects_the_format(project, tmp_path, name, content, expected):
 
 
 @pytest.mark.parametrize(("content", "needle"), [
-    ('[{"prompt": "p"}]\n', "JSON array"),
+    ('[1, 2]\n', "items must be objects"),
+    ('[]\n', "empty JSON array"),
+    ('[{"prompt": ', "cannot be read"),
     ('{"question": "p", "answer": "a"}\n', "Could not detect"),
     ('{"custom_id": "a", "method": "POST", "body": {}}\n', "Batch input file"),
     ("", "no records"),
@@ -344,3 +346,42 @@ def test_quality_flags_can_be_left_out(project, tmp_path):
     records = [{"prompt": "Q", "completions": [{"text": "cut", "finish_reason": "length"}]}]
     import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flag_quality=False)
     assert Prompt.objects.exists() and not Flag.objects.exists()
+
+
+# Stanford alpaca_data.json as published: one pretty-printed JSON array (indent=4), "input" often empty.
+ALPACA_ARRAY = [
+    {"instruction": "Give three tips for staying healthy.", "input": "",
+     "output": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Get enough sleep."},
+    {"instruction": "Translate the sentence into French.", "input": "The cat sleeps.", "output": "Le chat dort."},
+    {"instruction": "What is the capital of France?", "input": "", "output": "Paris."},
+]
+
+
+@pytest.mark.parametrize("fmt", ["auto", "alpaca"])
+def test_alpaca_data_json_as_published_imports_as_a_streamed_array(project, tmp_path, fmt):
+    path = tmp_path / "alpaca_data.json"
+    path.write_text(json.dumps(ALPACA_ARRAY, indent=4, ensure_ascii=False))
+    job = import_file(project=project, path=path, format=fmt)
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert (job.detected_format, job.read_count, job.imported_count, job.invalid_count) == ("alpaca", 3, 3, 0)
+    translated = Prompt.objects.get(project=project, text__startswith="Translate")
+    assert translated.messages == [{"role": "user", "content": "Translate the sentence into French.\n\nThe cat sleeps."}]
+    assert translated.completions.get().text == "Le chat dort."
+
+
+def test_generic_records_in_a_json_array_with_a_bom_and_bad_items_numbered(project, tmp_path):
+    records = [{"prompt": "one", "completion": "1"}, {"completion": "no prompt"}, "not an object",
+               {"messages": [{"role": "user", "content": "two"}], "completions": ["2", "deux"]}]
+    path = tmp_path / "records.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, indent=2).encode())
+    job = import_file(project=project, path=path, skip_invalid=True)
+    assert job.detected_format == "jsonl" and job.imported_count == 2
+    assert [(e["line"], e["reason"].split(":")[0]) for e in job.errors] == [(2, "missing field"), (3, "wrong type")]
+    assert sorted(Prompt.objects.filter(project=project).values_list("text", flat=True)) == ["one", "two"]
+
+
+def test_a_json_array_cut_short_reports_where_it_broke(project, tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(ALPACA_ARRAY, indent=4)[:-40])
+    job = import_file(project=project, path=path, format="alpaca", skip_invalid=True)
+    assert job.imported_count == 2 and job.errors[-1]["line"] == 3 and "bad JSON after array item 2" in job.errors[-1]["reason"]
