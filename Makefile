@@ -31,17 +31,15 @@ demo: migrate demo-model
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py load_demo
 
-# Web server and one Celery worker on the embedded defaults (SQLite, filesystem broker); Ctrl+C stops both.
+# Web server, a worker for the default queue (imports, sweeps, with beat) and one for the ML queues, on the
+# embedded defaults (SQLite, filesystem broker); Ctrl+C or SIGTERM stops them all (bin/run-services).
 run: demo
 	@$(PY) manage.py collectstatic --noinput -v 0
 	@echo ""
 	@echo "  Distillery is running at http://$(HOST):$(PORT)/   (API docs: /api/docs/, admin: /admin/)"
 	@$(PY) manage.py ensure_admin --show
 	@echo ""
-	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) -m celery -A config worker -Q default,generation,training,evaluation --pool=prefork --concurrency=1 --loglevel=INFO --without-gossip --without-mingle \
-	  -B --schedule var/celerybeat-schedule & \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+	@PY=$(PY) exec bin/run-services $(HOST):$(PORT)
 
 test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
