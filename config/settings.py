@@ -289,6 +289,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Training: the accelerate config used to launch runs (empty: docs/accelerate/single.yaml, one process).
 TRAINING_ACCELERATE_CONFIG = os.environ.get("DISTILLERY_ACCELERATE_CONFIG", "")
 
+# The machine that trains and runs models, and what an hour of it costs (USD; 0: unknown), for the cost page.
+DEVICE_NAME = os.environ.get("DISTILLERY_DEVICE", f"CPU ({os.cpu_count()} cores)")
+DEVICE_COST_PER_HOUR = float(os.environ.get("DISTILLERY_DEVICE_COST_PER_HOUR", "0") or 0)
+
 # Evaluations of built-in lm-eval tasks may fetch datasets from the hub only when this is on.
 EVALUATION_ALLOW_HUB = env_bool("EVALUATION_ALLOW_HUB", False)
 

@@ -240,6 +240,10 @@ class DatasetVersion(models.Model):
     heldout_count = models.PositiveIntegerField(default=0)
     pair_count = models.PositiveIntegerField(default=0, help_text="Preference pairs available for DPO.")
     content_hash = models.CharField(max_length=64)
+    contamination = models.JSONField(
+        default=dict, blank=True,
+        help_text="The last n-gram overlap check of the training rows against the project's evaluation data.",
+    )
 
     class Meta:
         ordering = ["project", "-number"]
@@ -329,6 +333,13 @@ class Teacher(models.Model):
         max_length=100, blank=True, help_text="The NAME of the environment variable holding the key."
     )
     default_params = models.JSONField(default=dict, blank=True)
+    terms_of_use = models.TextField(
+        blank=True, help_text="The model's licence or terms on using its outputs; copied into every dataset card.",
+    )
+    price_per_million_tokens = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True,
+        help_text="API teachers: price per 1M generated tokens (USD), for the project's cost view.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

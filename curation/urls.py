@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation.views import browse, curator, datasets, generation, history, projects, review
+from curation.views import browse, costs, curator, datasets, generation, history, projects, review, versions
 
 app_name = "curation"
 
@@ -11,6 +11,15 @@ urlpatterns = [
     path("p/<slug:slug>/imports/", datasets.import_create, name="import_create"),
     path("p/<slug:slug>/imports/<int:pk>/", datasets.import_job, name="import_job"),
     path("p/<slug:slug>/freeze/", datasets.version_freeze, name="version_freeze"),
+    path("p/<slug:slug>/contamination/", versions.project_contamination, name="project_contamination"),
+    path("p/<slug:slug>/cost/", costs.project_cost, name="project_cost"),
+    path("p/<slug:slug>/versions/<int:number>/", versions.version_detail, name="version_detail"),
+    path("p/<slug:slug>/versions/<int:number>/diff/", versions.version_diff_view, name="version_diff"),
+    path("p/<slug:slug>/versions/<int:number>/download/", versions.version_download, name="version_download"),
+    path("p/<slug:slug>/versions/<int:number>/contamination/", versions.version_contamination_check,
+         name="version_contamination"),
+    path("p/<slug:slug>/versions/<int:number>/exclude-contaminated/", versions.version_exclude_contaminated,
+         name="version_exclude_contaminated"),
     path("p/<slug:slug>/queue/", review.queue, name="queue"),
     path("p/<slug:slug>/items/<int:pk>/", review.item, name="item"),
     path("p/<slug:slug>/items/<int:pk>/review/", review.review_submit, name="review_submit"),

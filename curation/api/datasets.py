@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import django_filters
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -14,20 +16,25 @@ from config.api import router
 from config.limits import MAX_INT32
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project, check_role, projects_visible_to
+from curation.selectors.versions import dataset_version_card
 from curation.services.datasets import EXPORT_FORMATS, EXPORT_SPLITS, dataset_export_lines, dataset_version_freeze
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    contamination_count = serializers.SerializerMethodField(help_text="Contaminated training rows; null if unchecked.")
 
     class Meta:
         model = DatasetVersion
         fields = [
             "id", "project", "number", "created_by", "created_at", "rule", "note", "heldout_fraction", "seed",
-            "row_count", "train_count", "heldout_count", "pair_count", "content_hash",
+            "row_count", "train_count", "heldout_count", "pair_count", "content_hash", "contamination_count",
         ]
         read_only_fields = fields
+
+    def get_contamination_count(self, version) -> int | None:
+        return (version.contamination or {}).get("count")
 
 
 class FreezeSerializer(serializers.Serializer):
@@ -40,6 +47,34 @@ class FreezeSerializer(serializers.Serializer):
 class ExportQuerySerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=EXPORT_FORMATS, default="sft")
     split = serializers.ChoiceField(choices=EXPORT_SPLITS, default="train")
+
+
+class MarkdownRenderer(renderers.BaseRenderer):
+    media_type = "text/markdown"
+    format = "md"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data.encode("utf-8") if isinstance(data, str) else json.dumps(data).encode("utf-8")
+
+
+class ContaminatedRowSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    prompt_id = serializers.IntegerField()
+    source = serializers.CharField(help_text="The evaluation data it overlaps.")
+    match = serializers.CharField(help_text="The row's words that overlap it.")
+    prompt = serializers.CharField()
+
+
+class ContaminationSerializer(serializers.Serializer):
+    checked = serializers.BooleanField()
+    checked_at = serializers.DateTimeField(required=False)
+    n = serializers.IntegerField(required=False, help_text="n-gram length in words (13).")
+    rows_checked = serializers.IntegerField(required=False)
+    count = serializers.IntegerField(required=False, help_text="Contaminated training rows.")
+    sources = serializers.ListField(child=serializers.DictField(), required=False)
+    skipped = serializers.ListField(child=serializers.CharField(), required=False)
+    rows = ContaminatedRowSerializer(many=True, required=False)
 
 
 class DatasetVersionFilter(django_filters.FilterSet):
@@ -94,6 +129,22 @@ class DatasetVersionViewSet(viewsets.ReadOnlyModelViewSet):
         name = f"{version.project.slug}-v{version.number}-{kind}-{split}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+    @extend_schema(responses={(200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="The card.")})
+    @action(detail=True, methods=["get"], filter_backends=[], renderer_classes=[MarkdownRenderer])
+    def card(self, request, pk=None):
+        """The dataset card in Markdown: teachers and their terms, counts, filters, annotators and agreement,
+        hash, decontamination, and the runs that used the version."""
+        return Response(dataset_version_card(self.get_object()))
+
+    @extend_schema(responses={200: ContaminationSerializer})
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def contamination(self, request, pk=None):
+        """The stored 13-gram overlap check of the version's training rows against the project's evaluation data
+        (held-out splits, local task data); ``checked: false`` when it was never run."""
+        version = self.get_object()
+        result = version.contamination or {}
+        return Response({"checked": bool(result), **result})
 
 
 router.register("dataset-versions", DatasetVersionViewSet, basename="dataset-version")

@@ -56,6 +56,11 @@ def dataset_version_freeze(
         version.rule["skipped_without_answer"] = writer.skipped
         version.content_hash = _content_hash(version, writer.digest)
         version.save()
+        # Decontamination before the version is handed out: 13-gram hashing of a few thousand rows takes well
+        # under a second, so it runs here rather than as a job; the version page can run it again on demand.
+        from curation.services.contamination import dataset_version_check_contamination
+
+        dataset_version_check_contamination(version=version)
     return version
 
 

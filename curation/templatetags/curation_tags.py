@@ -32,3 +32,48 @@ def seconds(value: float | None) -> str:
 @register.filter
 def get(mapping: dict, key):
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def last_user(messages: list[dict]) -> str:
+    """The last user turn of a row's prompt, for one-line listings."""
+    return next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+
+
+@register.filter
+def rate(value) -> str:
+    """A learning rate or another small float as people write it: 6.82e-07, 2e-05, 0.001."""
+    if value in (None, ""):
+        return "–"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if value == 0:
+        return "0"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3g}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+@register.filter
+def count_short(value) -> str:
+    """A parameter or token count: 134.5M, 1.2B, 63,713 below ten thousand."""
+    if value in (None, ""):
+        return "–"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e4, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.1f}{suffix}".replace(".0" + suffix, suffix)
+    return f"{value:,.0f}"
+
+
+@register.simple_tag(takes_context=True)
+def project_role(context, project) -> str | None:
+    """The viewer's role in the project, for the project tabs on pages whose view did not put one in."""
+    if context.get("role"):
+        return context["role"]
+    from curation.selectors.access import user_role
+
+    return user_role(context["request"].user, project)
