@@ -311,7 +311,7 @@ class ServiceSavedAdmin(admin.ModelAdmin):
 
 @admin.register(models.Teacher)
 class TeacherAdmin(ServiceSavedAdmin):
-    list_display = ["name", "kind", "project", "model_name", "created_at"]
+    list_display = ["name", "kind", "project", "model_name", "price_per_million_tokens", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "model_name"]
     raw_id_fields = ["project"]
@@ -323,6 +323,7 @@ class TeacherAdmin(ServiceSavedAdmin):
             model_path=data.get("model_path", ""), gguf_file=data.get("gguf_file", ""),
             base_url=data.get("base_url", ""), model_name=data.get("model_name", ""),
             api_key_env=data.get("api_key_env", ""), default_params=data.get("default_params") or {},
+            terms_of_use=data.get("terms_of_use", ""), price_per_million_tokens=data.get("price_per_million_tokens"),
         )
 
 

@@ -41,7 +41,7 @@ class TeacherSerializer(serializers.ModelSerializer):
     class Meta:
         model = Teacher
         fields = ["id", "name", "kind", "project", "model_path", "gguf_file", "base_url", "model_name",
-                  "api_key_env", "default_params", "created_at"]
+                  "api_key_env", "default_params", "terms_of_use", "price_per_million_tokens", "created_at"]
         read_only_fields = ["id", "created_at"]
         # Shape only: the service validates, and answers for existing names by updating them.
         validators = []
@@ -86,7 +86,7 @@ class GenerationJobSerializer(JobStateSerializer, serializers.ModelSerializer):
     class Meta:
         model = GenerationJob
         fields = ["id", "project", "teacher", "teacher_id", "selection", "n", "temperature", "top_p",
-                  "max_new_tokens", "system_prompt", "seed", "total", "done", "percent", "generated_tokens",
+                  "max_new_tokens", "system_prompt", "seed", "total", "done", "skipped", "percent", "generated_tokens",
                   "tokens_per_second", "eta_seconds", *JOB_FIELDS]
         read_only_fields = fields
 

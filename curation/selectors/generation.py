@@ -19,6 +19,10 @@ def selection_prompts(project: Project, selection: dict) -> QuerySet[Prompt]:
         prompts = prompts.filter(status=Prompt.Status.PENDING)
     elif mode == "ids":
         prompts = prompts.filter(id__in=selection.get("ids", []))
+    elif mode == "filter" and "browse" in selection:  # the browse page's filters, exactly as browse applies them
+        from curation.selectors.browse import browse_queryset
+
+        prompts = browse_queryset(project, selection["browse"])
     elif mode == "filter":
         if selection.get("status"):
             prompts = prompts.filter(status=selection["status"])

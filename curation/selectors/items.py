@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Max, Prefetch, prefetch_related_objects
 from django.http import Http404
 
 from curation.models import Assignment, Completion, CompletionRevision, Flag, Project, Prompt, Review
@@ -22,6 +23,7 @@ class Item:
     assignment: Assignment | None = None
     completion_flags: dict[int, list[Flag]] = field(default_factory=dict)
     posted: dict = field(default_factory=dict)
+    decided_at: datetime | None = None  # the latest current approval or rejection of the item, by anyone
 
     @property
     def version(self) -> int:
@@ -29,7 +31,10 @@ class Item:
 
     @property
     def regressions(self) -> list[Flag]:
-        return [f for f in self.flags if f.kind == EVAL_REGRESSION]
+        """Evaluation send-backs not yet answered: a decision made after the send-back clears the banner (the
+        flag itself stays, so browse can still find items an evaluation once sent back)."""
+        return [f for f in self.flags if f.kind == EVAL_REGRESSION
+                and (self.decided_at is None or f.created_at > self.decided_at)]
 
     def state(self) -> dict:
         """What the page shows: the saved review, overlaid by the autosaved draft, overlaid by what was just posted."""
@@ -93,6 +98,15 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
         review=Review.objects.filter(prompt=prompt, annotator=user).first(),
         assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first(),
         completion_flags=completion_flags,
+        decided_at=_decided_at(prompt) if any(f.kind == EVAL_REGRESSION for f in flags) else None,
+    )
+
+
+def _decided_at(prompt: Prompt):
+    return (
+        prompt.reviews.filter(superseded=False)
+        .exclude(decision=Review.Decision.SKIP)
+        .aggregate(at=Max("updated_at"))["at"]
     )
 
 

@@ -51,6 +51,7 @@ RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "t
 def teacher_register(
     *, actor, name: str, kind: str, project: Project | None = None, model_path: str = "", gguf_file: str = "",
     base_url: str = "", model_name: str = "", api_key_env: str = "", default_params: dict | None = None,
+    terms_of_use: str = "", price_per_million_tokens=None,
 ) -> Teacher:
     """Create the teacher, or update the one of that name in the same scope (project or global).
 
@@ -89,6 +90,8 @@ def teacher_register(
     unknown = set(default_params or {}) - SAMPLING_KEYS - RUNTIME_KEYS
     if unknown:
         errors["default_params"] = f"Unknown settings: {', '.join(sorted(unknown))}."
+    if price_per_million_tokens is not None and price_per_million_tokens < 0:
+        errors["price_per_million_tokens"] = "A price cannot be negative."
     if errors:
         raise ValidationError(errors)
     teacher = Teacher.objects.filter(project=project, name=name).first() or Teacher(project=project, name=name)
@@ -98,6 +101,7 @@ def teacher_register(
     for field, value in {
         "kind": kind, "model_path": model_path, "gguf_file": gguf_file, "base_url": base_url,
         "model_name": model_name, "api_key_env": api_key_env, "default_params": default_params or {},
+        "terms_of_use": terms_of_use, "price_per_million_tokens": price_per_million_tokens,
     }.items():
         setattr(teacher, field, value)
     # Uniqueness was handled by the lookup above. URLField's validator refuses hosts without a dot
@@ -142,7 +146,24 @@ def _clean_selection(selection: dict | None) -> dict:
             raise ValidationError({"selection": "Mode 'ids' needs a non-empty list of prompt ids."})
     if mode == "filter" and selection.get("status") and selection["status"] not in Prompt.Status.values:
         raise ValidationError({"selection": f"Unknown status '{selection['status']}'."})
+    if mode == "filter" and not isinstance(selection.get("browse", {}), dict):
+        raise ValidationError({"selection": "browse must be the browse page's filters, as an object."})
+    limit = selection.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError({"selection": "limit must be a whole number of prompts, at least 1."})
     return selection
+
+
+def _fix_limit(project: Project, selection: dict) -> dict:
+    """"The first N prompts" is decided once, when the job is created: a resume answers the same N prompts
+    even if the selection (say, the pending ones) has changed since."""
+    limit = selection.pop("limit", None)
+    if limit is None:
+        return selection
+    ids = list(selection_prompts(project, selection).values_list("id", flat=True)[:limit])
+    if not ids:
+        raise ValidationError({"selection": "No prompt matches this selection."})
+    return {"mode": "ids", "ids": ids, "limited_from": selection, "limited_to": limit}
 
 
 def job_params(job: GenerationJob) -> GenerationParams:
@@ -174,7 +195,7 @@ def generation_job_create(
         GenerationParams(**values)
     except ValueError as error:
         raise ValidationError({"params": str(error)}) from None
-    selection = _clean_selection(selection)
+    selection = _fix_limit(project, _clean_selection(selection))
     check_no_active_job(project)
     job = GenerationJob.objects.create(
         project=project, teacher=teacher, created_by=created_by, selection=selection,
@@ -219,9 +240,11 @@ def _generate(job: GenerationJob) -> str:
 def _generate_with(job: GenerationJob, client: TeacherClient) -> str:
     params = job_params(job)
     todo = prompts_needing_candidates(job.project, job.selection, source=client.source, n=job.n)
-    total = selection_prompts(job.project, job.selection).count()
-    skipped = total - len(todo)
-    jobs.job_beat(GenerationJob, job.pk, total=total, done=skipped, tokens_per_second=0, eta_seconds=None)
+    # Prompts answered already (by an earlier run of this job, or before) are skipped, not "done": done/total
+    # counts only the work this run does, so the progress bar and the ETA mean what they say.
+    skipped = selection_prompts(job.project, job.selection).count() - len(todo)
+    jobs.job_beat(GenerationJob, job.pk, total=len(todo), done=0, skipped=skipped, tokens_per_second=0,
+                  eta_seconds=None)
     if not todo:
         return JobStatus.SUCCEEDED
     client.load()  # before the clock starts: tokens/s should measure generation, not loading
@@ -233,7 +256,7 @@ def _generate_with(job: GenerationJob, client: TeacherClient) -> str:
             tokens += result.completion_tokens
             elapsed = max(time.monotonic() - started, 1e-6)
             progress = {
-                "done": skipped + count, "generated_tokens": F("generated_tokens") + result.completion_tokens,
+                "done": count, "generated_tokens": F("generated_tokens") + result.completion_tokens,
                 "tokens_per_second": tokens / elapsed, "eta_seconds": (len(todo) - count) * elapsed / count,
             }
             with transaction.atomic():

@@ -77,3 +77,33 @@ def project_role(context, project) -> str | None:
     from curation.selectors.access import user_role
 
     return user_role(context["request"].user, project)
+
+
+@register.filter
+def reltime(value) -> SafeString:
+    """A <time> that static/js/app.js keeps current ("started 3 minutes ago" stays true while the page is open)."""
+    if not value:
+        return "–"
+    from django.contrib.humanize.templatetags.humanize import naturaltime
+    from django.utils.html import format_html
+
+    return format_html('<time class="rel" datetime="{}" title="{}">{}</time>', value.isoformat(),
+                       value.strftime("%Y-%m-%d %H:%M:%S %Z"), naturaltime(value))
+
+
+@register.filter
+def flag_badges(flags, skip: str = "") -> list[dict]:
+    """Flags grouped by kind, one badge each ("truncated ×2" for two truncated candidates, never "truncated
+    truncated"); ``skip`` names kinds shown otherwise, comma-separated."""
+    skipped = set(filter(None, skip.split(",")))
+    grouped: dict[str, dict] = {}
+    for flag in flags or []:
+        if flag.kind in skipped:
+            continue
+        badge = grouped.setdefault(flag.kind, {"kind": flag.kind, "count": 0, "details": []})
+        badge["count"] += 1
+        if flag.detail and flag.detail not in badge["details"]:
+            badge["details"].append(flag.detail)
+    for badge in grouped.values():
+        badge["detail"] = "; ".join(badge["details"])
+    return list(grouped.values())

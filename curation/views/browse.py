@@ -29,7 +29,7 @@ def browse(request: HttpRequest, slug: str) -> HttpResponse:
     # Rows link to their item by appending the id: one reverse() per page instead of two per row.
     item_base = reverse("curation:item", args=[project.slug, 0]).removesuffix("0/")
     context = {"project": project, "role": role, "form": form, "page": page, "item_base": item_base,
-               "active": active, "more_query": more}
+               "active": active, "more_query": more, "active_query": urlencode(active)}
     if request.htmx:  # a fragment: the filter menus (and the scans behind them) are not part of it
         return render(request, f"{TEMPLATE}#rows" if filters.get("cursor") else f"{TEMPLATE}#results", context)
     return render(request, TEMPLATE, {**context, "choices": filter_choices(project)})
@@ -49,7 +49,8 @@ def bulk_action(request: HttpRequest, slug: str) -> HttpResponse:
         context["changed"] = data["confirm"] and data["expected"] != count
         return render(request, f"{TEMPLATE}#bulk-result", context)
     context["done"] = _apply(context["project"], prompts, data, request.user)
-    return render(request, f"{TEMPLATE}#bulk-result", context)
+    # The table below still shows the statuses from before: the page reloads it with the same filter.
+    return render(request, f"{TEMPLATE}#bulk-result", context, headers={"HX-Trigger": "bulk-done"})
 
 
 def _apply(project, prompts, data: dict, actor) -> int:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.forms import BrowseForm
 from curation.models import GenerationJob, JobStatus, Membership, Project
 from curation.selectors.access import access_project, user_role
+from curation.selectors.browse import active_filters
 from curation.selectors.generation import (
     access_generation_job,
     generation_jobs_visible_to,
+    teacher_lookup,
     teachers_for_project,
 )
 from curation.services import generation as service
@@ -23,18 +26,46 @@ CURATOR = Membership.Role.CURATOR
 
 class GenerationForm(forms.Form):
     teacher = forms.ModelChoiceField(queryset=None, empty_label=None)
-    mode = forms.ChoiceField(label="Prompts", choices=[("pending", "Pending prompts"), ("all", "All prompts")])
+    mode = forms.ChoiceField(label="Prompts", choices=[
+        ("pending", "Pending prompts"), ("all", "All prompts"), ("filter", "The browse filter below")])
+    limit = forms.IntegerField(label="At most (prompts)", min_value=1, required=False,
+                               help_text="Empty: every selected prompt. A number: only the first N, to try a teacher.")
     n = forms.IntegerField(label="Candidates per prompt", min_value=1, max_value=32)
-    temperature = forms.FloatField(min_value=0, max_value=5, initial=0.7)
-    top_p = forms.FloatField(label="top_p", min_value=0.01, max_value=1, initial=0.95)
-    max_new_tokens = forms.IntegerField(label="Max new tokens", min_value=1, max_value=8192, initial=256)
-    seed = forms.IntegerField(initial=0)
+    temperature = forms.FloatField(min_value=0, max_value=5)
+    top_p = forms.FloatField(label="top_p", min_value=0.01, max_value=1)
+    max_new_tokens = forms.IntegerField(label="Max new tokens", min_value=1, max_value=8192)
+    seed = forms.IntegerField()
     system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    browse = forms.CharField(required=False, widget=forms.HiddenInput, help_text="The browse filter, as a query string.")
 
-    def __init__(self, *args, project: Project, **kwargs) -> None:
-        kwargs.setdefault("initial", {"n": project.candidates_per_prompt, "system_prompt": project.system_prompt})
+    SAMPLING = ("n", "temperature", "top_p", "max_new_tokens", "seed", "system_prompt")
+
+    def __init__(self, *args, project: Project, teacher=None, browse: str = "", **kwargs) -> None:
+        teachers = teachers_for_project(project)
+        teacher = teacher or teachers.first()
+        # The chosen teacher's own defaults, as the service would apply them (teacher, then project, then model).
+        initial = {name: GenerationJob._meta.get_field(name).default for name in self.SAMPLING}
+        initial.update(n=project.candidates_per_prompt, system_prompt=project.system_prompt)
+        if teacher is not None:
+            initial.update({k: v for k, v in (teacher.default_params or {}).items() if k in self.SAMPLING})
+            initial["teacher"] = teacher.pk
+        if browse:
+            initial.update(mode="filter", browse=browse)
+        kwargs.setdefault("initial", initial)
         super().__init__(*args, **kwargs)
-        self.fields["teacher"].queryset = teachers_for_project(project)
+        self.fields["teacher"].queryset = teachers
+        if not browse and not (self.data.get("browse") if self.is_bound else ""):
+            self.fields["mode"].choices = self.fields["mode"].choices[:2]
+
+    def selection(self) -> dict:
+        data = self.cleaned_data
+        selection: dict = {"mode": data["mode"]}
+        if data["mode"] == "filter":
+            browse = BrowseForm(QueryDict(data["browse"]))
+            selection["browse"] = active_filters(browse.cleaned_data) if browse.is_valid() else {}
+        if data["limit"]:
+            selection["limit"] = data["limit"]
+        return selection
 
 
 def _render(request: HttpRequest, project: Project, *, form: GenerationForm | None = None,
@@ -43,11 +74,20 @@ def _render(request: HttpRequest, project: Project, *, form: GenerationForm | No
     context = {
         "project": project,
         "role": role,
-        "form": form or (GenerationForm(project=project) if role == CURATOR else None),
+        "form": form or (GenerationForm(project=project, teacher=_teacher(request, project),
+                                        browse=request.GET.get("browse", "")) if role == CURATOR else None),
         "jobs": generation_jobs_visible_to(request.user, project)[:10],
     }
     template = f"{TEMPLATE}#panel" if request.htmx else TEMPLATE
     return render(request, template, context, status=status)
+
+
+def _teacher(request: HttpRequest, project: Project):
+    """The teacher picked in the form (the panel is fetched again when the choice changes), for its defaults."""
+    try:
+        return teacher_lookup(project, pk=int(request.GET["teacher"])) if request.GET.get("teacher") else None
+    except ValueError:
+        return None
 
 
 def _render_job(request: HttpRequest, job: GenerationJob, *, status: int = 200, error: str = "") -> HttpResponse:
@@ -66,8 +106,8 @@ def generation_start(request: HttpRequest, slug: str) -> HttpResponse:
     form = GenerationForm(request.POST, project=project)
     if not form.is_valid():
         return _render(request, project, form=form, status=422)
-    data = dict(form.cleaned_data)
-    data["selection"] = {"mode": data.pop("mode")}
+    data = {name: form.cleaned_data[name] for name in (*GenerationForm.SAMPLING, "teacher")}
+    data["selection"] = form.selection()
     try:
         service.generation_job_create(project=project, created_by=request.user, **data)
     except ValidationError as error:

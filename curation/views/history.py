@@ -16,11 +16,30 @@ from curation.services import reviews
 TEMPLATE = "curation/history.html"
 
 
+def _letter(index: int) -> str:
+    """Candidates are A, B, C... as on the review page (after Z: AA, AB...)."""
+    return _letter(index // 26 - 1) + chr(65 + index % 26) if index >= 26 else chr(65 + index)
+
+
+def _labelled(item, revisions=None, reviews=()) -> list:
+    """Name things as the annotator saw them: candidates by letter, revisions by their number within the item."""
+    letters = {c.pk: _letter(i) for i, c in enumerate(item.completions)}
+    for c in item.completions:
+        c.letter = letters[c.pk]
+    revisions = item_revisions(item.prompt) if revisions is None else revisions
+    for number, revision in enumerate(revisions, start=1):
+        revision.number, revision.letter = number, letters.get(revision.completion_id, "?")
+    for review in reviews:
+        review.chosen_letter = letters.get(review.chosen_id)
+    return revisions
+
+
 def _versions(item) -> dict[str, tuple[str, str]]:
     """Every text the history can compare: each candidate's original and each revision's result."""
-    texts = {f"o{c.pk}": (f"Original of candidate {c.pk}", c.text) for c in item.completions}
-    for revision in item_revisions(item.prompt):
-        texts[f"r{revision.pk}"] = (f"Revision {revision.pk}", revision.text_after)
+    revisions = _labelled(item)
+    texts = {f"o{c.pk}": (f"Original of candidate {c.letter}", c.text) for c in item.completions}
+    for revision in revisions:
+        texts[f"r{revision.pk}"] = (f"Revision {revision.number} (candidate {revision.letter})", revision.text_after)
     return texts
 
 
@@ -28,13 +47,14 @@ def _versions(item) -> dict[str, tuple[str, str]]:
 def item_history(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     project, role = access_project_role(request.user, slug=slug)
     item = item_get(project=project, prompt_id=pk, user=request.user)
-    revisions = item_revisions(item.prompt)
-    context = {"project": project, "role": role, "item": item, "revisions": revisions,
-               "reviews": item_reviews(item.prompt)}
+    reviews = item_reviews(item.prompt)
+    revisions = _labelled(item, item_revisions(item.prompt), reviews)
+    context = {"project": project, "role": role, "item": item, "revisions": revisions, "reviews": reviews}
     if revisions:  # open on the latest edit against the teacher's original
         last = revisions[-1]
-        context.update(a=(f"Original of candidate {last.completion_id}", last.completion.text),
-                       b=(f"Revision {last.pk}", last.text_after), a_completion=last.completion_id)
+        context.update(a=(f"Original of candidate {last.letter}", last.completion.text),
+                       b=(f"Revision {last.number} (candidate {last.letter})", last.text_after),
+                       a_completion=last.completion_id)
     return render(request, TEMPLATE, context)
 
 

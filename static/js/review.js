@@ -64,6 +64,9 @@
     if (cards[focus]) cards[focus].scrollIntoView({block: "nearest", inline: "nearest"});
   }
   function changed() {
+    // A "Not saved" validation message answered an earlier submit; once the annotator ranks, picks or edits,
+    // it no longer describes what is on screen (a stale-save conflict notice stays: it still holds).
+    ws.querySelectorAll(".alert.error").forEach(function (alert) { alert.remove(); });
     saveLocalDraft();
     document.body.dispatchEvent(new Event("draft-changed"));
   }

@@ -108,7 +108,7 @@ def test_run_stores_completions_and_progress_then_a_rerun_skips_them(local_teach
     again = svc.generation_job_create(project=project, teacher=local_teacher, n=2)
     assert svc.generation_job_run(job_id=again.pk) == JobStatus.SUCCEEDED
     again.refresh_from_db()
-    assert (again.done, again.total) == (5, 5)
+    assert (again.done, again.total, again.skipped) == (0, 0, 5)  # skipped prompts are not counted as done
     assert completions.count() == 10
 
 
@@ -144,7 +144,7 @@ def test_cancel_stops_between_prompts_and_resume_finishes(local_teacher, monkeyp
     svc.generation_job_resume(job=job)
     assert svc.generation_job_run(job_id=job.pk) == JobStatus.SUCCEEDED
     job.refresh_from_db()
-    assert (job.status, job.done, job.total, job.cancel_requested) == (JobStatus.SUCCEEDED, 4, 4, False)
+    assert (job.status, job.done, job.total, job.skipped, job.cancel_requested) == (JobStatus.SUCCEEDED, 2, 2, 2, False)
     assert Completion.objects.filter(prompt__project=project).count() == 8
 
 
@@ -216,3 +216,20 @@ def test_selection_modes_pick_the_prompts(local_teacher):
     assert total({"mode": "filter", "tag": "science", "search": "tides"}) == 1
     with pytest.raises(ValidationError, match="Unknown status"):
         total({"mode": "filter", "status": "golden"})
+
+
+def test_a_limit_fixes_the_first_n_prompts_and_a_browse_filter_selects_as_browse_does(local_teacher):
+    project = ProjectFactory()
+    prompts = [PromptFactory(project=project, text=f"capital city {i}") for i in range(4)]
+    PromptFactory(project=project, text="something else")
+    job = svc.generation_job_create(project=project, teacher=local_teacher, selection={"mode": "pending", "limit": 2},
+                                    enqueue=False)
+    assert job.selection["mode"] == "ids" and job.selection["ids"] == [prompts[0].pk, prompts[1].pk]
+    assert job.total == 2
+    job.status = JobStatus.CANCELLED
+    job.save()
+    filtered = svc.generation_job_create(project=project, teacher=local_teacher,
+                                         selection={"mode": "filter", "browse": {"q": "capital"}}, enqueue=False)
+    assert filtered.total == 4
+    with pytest.raises(ValidationError):
+        svc.generation_job_create(project=project, teacher=local_teacher, selection={"mode": "all", "limit": 0})

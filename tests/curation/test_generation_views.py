@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from django.urls import reverse
 
 from curation.models import GenerationJob, JobStatus, Teacher
@@ -148,3 +149,41 @@ def test_api_registers_teachers_for_a_project_and_only_operators_globally(client
     client.force_login(curator)
     names = {t["name"] for t in client.get("/api/v1/teachers/").json()["results"]}
     assert names == {"vllm"}
+
+
+def test_the_form_shows_the_chosen_teachers_defaults(client, project, curator, teacher):
+    svc.teacher_register(name="zz-other", kind=Teacher.Kind.LOCAL, model_path="models/x", project=project,
+                         default_params={"top_p": 0.9, "max_new_tokens": 128, "temperature": 0.3})
+    other = Teacher.objects.get(name="zz-other")
+    client.force_login(curator)
+    first = client.get(url("generation_panel", project), **HTMX).content.decode()
+    assert 'name="top_p" value="0.95"' in first and 'name="max_new_tokens" value="256"' in first
+    picked = client.get(url("generation_panel", project), {"teacher": other.pk}, **HTMX).content.decode()
+    assert 'name="top_p" value="0.9"' in picked and 'name="max_new_tokens" value="128"' in picked
+    assert 'name="temperature" value="0.3"' in picked and f'value="{other.pk}" selected' in picked
+
+
+def test_a_job_limited_to_n_prompts_or_to_the_browse_filter(client, project, curator, teacher):
+    for i in range(3):
+        PromptFactory(project=project, text=f"capital {i}")
+    PromptFactory(project=project, text="other")
+    client.force_login(curator)
+    form = {"teacher": teacher.pk, "mode": "pending", "limit": 2, "n": 1, "temperature": 0.5, "top_p": 0.9,
+            "max_new_tokens": 8, "seed": 0, "system_prompt": ""}
+    assert client.post(url("generation_start", project), form, **HTMX).status_code == 200
+    job = GenerationJob.objects.get(project=project)
+    assert job.total == 2 and job.selection["limited_to"] == 2
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    panel = client.get(url("generation_panel", project), {"browse": "q=capital"}, **HTMX).content.decode()
+    assert 'value="filter" selected' in panel and "q=capital" in panel
+    form.update(mode="filter", limit="", browse="q=capital")
+    assert client.post(url("generation_start", project), form, **HTMX).status_code == 200
+    assert GenerationJob.objects.latest("id").total == 3
+
+
+def test_a_stopping_job_has_no_cancel_button(client, project, curator, job):
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, cancel_requested=True,
+                                                   heartbeat_at=timezone.now())
+    client.force_login(curator)
+    row = client.get(url("generation_job", project, job.pk), **HTMX).content.decode()
+    assert "stopping after this batch" in row and ">Cancel</button>" not in row

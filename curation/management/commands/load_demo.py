@@ -79,6 +79,8 @@ class Command(BaseCommand):
             actor=SERVER_SHELL, name=DEMO_MODEL_NAME, kind=Teacher.Kind.LOCAL, project=project, model_name=DEMO_MODEL_NAME,
             model_path=f"models/{DEMO_MODEL_FOLDER}",  # relative: read from the data dir
             default_params={"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 128, "batch_size": 8},
+            terms_of_use="SmolLM2-135M-Instruct by Hugging Face, Apache License 2.0: outputs may be used, "
+                         "including to train other models; keep the licence notice when redistributing the weights.",
         )
         # Also offered to curators as a student or LoRA base (a curator never types a path).
         server_resource_register(actor=SERVER_SHELL, kind=ServerResource.Kind.MODEL, name=DEMO_MODEL_FOLDER,
