@@ -50,7 +50,9 @@ def bulk_action(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, f"{TEMPLATE}#bulk-result", context)
     context["done"] = _apply(context["project"], prompts, data, request.user)
     # The table below still shows the statuses from before: the page reloads it with the same filter.
-    return render(request, f"{TEMPLATE}#bulk-result", context, headers={"HX-Trigger": "bulk-done"})
+    response = render(request, f"{TEMPLATE}#bulk-result", context)
+    response["HX-Trigger"] = "bulk-done"
+    return response
 
 
 def _apply(project, prompts, data: dict, actor) -> int:
