@@ -119,3 +119,28 @@ def project_history(project: Project) -> list[dict]:
         history.append({"run": run, "teacher_value": top["value"] if top else None, "students": students,
                         "best_retention": max(kept) if kept else None})
     return history
+
+
+def run_eta_seconds(run: EvaluationRun) -> float | None:
+    """Time left, from the time spent and the fraction done (models run one after another at similar speed)."""
+    if run.status != JobStatus.RUNNING or not run.started_at or not run.progress or run.progress <= 0.02:
+        return None
+    elapsed = (timezone.now() - run.started_at).total_seconds()
+    return max(0.0, elapsed / run.progress * (1 - run.progress))
+
+
+def run_log_tail(run: EvaluationRun, *, lines: int = 40, max_bytes: int = 64 * 1024) -> str:
+    """The end of the newest model's log (each model runs in its own process, logging to <model>/log.txt)."""
+    from pathlib import Path
+
+    if not run.artifact_dir:
+        return ""
+    logs = sorted(Path(run.artifact_dir).glob("*/log.txt"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    with open(logs[-1], "rb") as handle:
+        handle.seek(max(0, logs[-1].stat().st_size - max_bytes))
+        text = handle.read().decode("utf-8", errors="replace")
+    # tqdm redraws a bar with carriage returns: keep the last state of each line.
+    tail = [line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:]]
+    return f"{logs[-1].parent.name}/log.txt\n" + "\n".join(tail)

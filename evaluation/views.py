@@ -53,7 +53,8 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
 def _detail_context(request: HttpRequest, pk: int) -> dict:
     run = selectors.access_run(request.user, pk=pk)
     return {"run": run, "project": run.project, "role": user_role(request.user, run.project),
-            "queue": queue_state(run), "comparison": selectors.run_comparison(run)}
+            "queue": queue_state(run), "comparison": selectors.run_comparison(run),
+            "eta_seconds": selectors.run_eta_seconds(run), "log_tail": selectors.run_log_tail(run)}
 
 
 @require_GET

@@ -24,12 +24,32 @@ LABELS = {
     "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
 }
 HELP = {
-    "max_steps": "-1: train for the number of epochs",
-    "packing": "padding-free batches: no compute spent on padding",
-    "kd_alpha": "weight of the cross-entropy on curated tokens (KD)",
-    "kd_jsd_beta": "0 forward KL, 1 reverse KL, between: JSD (KD)",
-    "kd_temperature": "softens both distributions (KD)",
-    "dpo_beta": "DPO only",
+    "learning_rate": "peak AdamW learning rate, reached after the warmup; 1e-4 suits full fine-tuning of small students",
+    "num_epochs": "passes over the training split",
+    "max_steps": "-1: train for the number of epochs; a number stops there (quick trials)",
+    "per_device_batch_size": "examples per optimizer micro-step",
+    "grad_accum": "micro-steps per optimizer step: effective batch = batch size × this",
+    "max_seq_len": "longer examples are truncated (tokens, prompt + reply)",
+    "warmup_ratio": "share of the steps spent ramping the learning rate up",
+    "save_steps": "a checkpoint every N steps: cancel and resume continue from the last one",
+    "logging_steps": "loss and speed are reported every N steps",
+    "packing": "padding-free batches: no compute spent on padding (SFT and KD)",
+    "kd_alpha": "weight of the cross-entropy on curated tokens; 1 - alpha goes to matching the teacher",
+    "kd_jsd_beta": "0 forward KL, 1 reverse KL, between: generalised JSD",
+    "kd_temperature": "softens both distributions before they are compared",
+    "dpo_beta": "strength of the pull towards the reference model; 0.1 is TRL's default",
+    "lora_r": "rank of the adapters: more is closer to full fine-tuning, and bigger",
+    "lora_alpha": "adapter scaling; usually twice the rank",
+    "lora_dropout": "dropout on the adapters' input",
+}
+# Which fields matter for which choice: the form hides the others (their defaults are still sent). Each entry
+# is a list of field=value conditions, any of which shows the field.
+SHOW_WHEN = {
+    "kd_temperature": ["method=kd"], "kd_alpha": ["method=kd"], "kd_jsd_beta": ["method=kd"],
+    "dpo_beta": ["method=dpo"], "packing": ["method=sft", "method=kd"],
+    "lora_r": ["student_source=lora"], "lora_alpha": ["student_source=lora"], "lora_dropout": ["student_source=lora"],
+    "teacher": ["student_source=derive", "method=kd"], "keep_layers": ["student_source=derive"],
+    "student_path": ["student_source=folder", "student_source=lora"],
 }
 
 
@@ -53,7 +73,7 @@ class TrainingRunForm(forms.Form):
         queryset=Teacher.objects.none(), required=False, help_text="local model folder (derive, KD)"
     )
     keep_layers = forms.IntegerField(
-        min_value=1, required=False, help_text="K of the teacher's layers (derive; default 10)"
+        min_value=1, required=False, initial=10, help_text="K of the teacher's layers, evenly spaced (10 of 30: 47% of the parameters)"
     )
     student_path = forms.ChoiceField(
         label="Student model", choices=[], required=False,
@@ -72,6 +92,8 @@ class TrainingRunForm(forms.Form):
         defaults = default_hyperparams()
         for name in FORM_HYPERPARAMS:
             self.fields[name] = _field(name, defaults[name])
+        for name, conditions in SHOW_WHEN.items():
+            self.fields[name].widget.attrs["data-show-when"] = " ".join(conditions)
 
     def service_kwargs(self) -> dict[str, Any]:
         """The cleaned data in the shape training_run_create takes."""

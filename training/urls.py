@@ -9,5 +9,7 @@ urlpatterns = [
     path("runs/", views.run_list, name="run_list"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/evaluate/", views.run_evaluate, name="run_evaluate"),
+    path("runs/<int:pk>/download/", views.run_download, name="run_download"),
     path("runs/<int:pk>/resume/", views.run_resume, name="run_resume"),
 ]

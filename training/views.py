@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from curation.models import Membership
+from curation.models import JobStatus, Membership
 from curation.selectors.access import access_project, user_role
 from training.charts import loss_chart
+from training.downloads import zip_folder
 from training.forms import TrainingRunForm
 from training.models import TrainingRun
 from training.selectors import access_dataset_version, access_training_run, training_runs_visible_to
@@ -62,6 +65,42 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+def run_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Evaluate against the teacher": the student and its teacher on the version's held-out split."""
+    from curation.selectors.generation import teachers_for_project
+    from evaluation.services import evaluation_run_create
+
+    run = access_training_run(request.user, pk=pk, role=CURATOR)
+    project = run.dataset_version.project
+    teacher = run.teacher or teachers_for_project(project).first()
+    models = ([{"teacher_id": teacher.pk}] if teacher else []) + [{"training_run_id": run.pk}]
+    try:
+        evaluation = evaluation_run_create(
+            project=project, created_by=request.user, models=models, tasks=["heldout"],
+            dataset_version=run.dataset_version, name=f"{run.name or f'run {run.pk}'} vs {teacher or 'no teacher'}",
+        )
+    except ValidationError as error:
+        return _act_error(request, run, " ".join(error.messages))
+    url = reverse("evaluation:run_detail", args=[evaluation.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+def run_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """The exported student (safetensors, tokenizer, chat template) as one zip, streamed as it is written."""
+    from evaluation.services import training_run_model_dir
+
+    run = access_training_run(request.user, pk=pk, role=CURATOR)
+    folder = training_run_model_dir(run)
+    if run.status != JobStatus.SUCCEEDED or not (folder / "config.json").is_file():
+        raise Http404("This run has no exported model.")
+    name = f"{slugify(run.name) or 'student'}-run{run.pk}"
+    response = StreamingHttpResponse(zip_folder(folder, name), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
+    return response
+
+
+@require_POST
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, training_run_cancel)
 
@@ -82,3 +121,11 @@ def _act(request: HttpRequest, pk: int, service) -> HttpResponse:
         return redirect("training:run_detail", pk=run.pk)
     context = {**_run_context(request, run), "action_error": error}
     return render(request, "training/run_detail.html#live", context, status=status)
+
+
+def _act_error(request: HttpRequest, run: TrainingRun, error: str) -> HttpResponse:
+    if not request.htmx:
+        messages.error(request, error)
+        return redirect("training:run_detail", pk=run.pk)
+    context = {**_run_context(request, run), "action_error": error}
+    return render(request, "training/run_detail.html#live", context, status=422)

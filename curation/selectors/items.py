@@ -26,6 +26,15 @@ class Item:
     decided_at: datetime | None = None  # the latest current approval or rejection of the item, by anyone
 
     @property
+    def export_system_prompt(self) -> str:
+        """The project's system prompt when the export will add it (the prompt has no system turn of its own),
+        so annotators judge answers against the instructions the student will be trained with."""
+        system = self.prompt.project.system_prompt
+        if system and not any(m.get("role") == "system" for m in self.prompt.messages):
+            return system
+        return ""
+
+    @property
     def version(self) -> int:
         return self.review.version if self.review else 0
 
@@ -85,6 +94,7 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
         prompt = Prompt.objects.filter(project=project, pk=prompt_id).prefetch_related(*_RELATED).first()
     if prompt is None:
         raise Http404("No such item in this project.")
+    prompt.project = project  # already loaded: the page reads its system prompt and guidelines without a query
     flags = list(prompt.flags.all())
     completion_flags: dict[int, list[Flag]] = {}
     for flag in flags:

@@ -30,3 +30,28 @@ document.addEventListener("submit", (event) => {
   const button = event.submitter;
   if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
 }, true);
+
+// Forms whose fields depend on a choice (the training form: KD settings only for KD, LoRA settings only for
+// LoRA...): a field with data-show-when="method=kd student_source=lora" shows when any condition holds.
+function distilleryShowWhen(root) {
+  (root || document).querySelectorAll("form").forEach((form) => {
+    const dependent = form.querySelectorAll("[data-show-when]");
+    if (!dependent.length) return;
+    const apply = () => dependent.forEach((field) => {
+      const show = field.dataset.showWhen.split(/\s+/).some((condition) => {
+        const [name, value] = condition.split("=");
+        const chooser = form.elements[name];
+        return chooser && chooser.value === value;
+      });
+      const box = field.closest("label") || field;
+      box.hidden = !show;
+    });
+    if (!form.dataset.showWhenBound) {
+      form.addEventListener("change", apply);
+      form.dataset.showWhenBound = "1";
+    }
+    apply();
+  });
+}
+document.addEventListener("DOMContentLoaded", () => distilleryShowWhen());
+document.addEventListener("htmx:afterSwap", (e) => distilleryShowWhen(e.target.closest("form") ? e.target.closest("form").parentNode : e.target));

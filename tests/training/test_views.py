@@ -104,7 +104,8 @@ def test_run_list_shows_only_visible_runs(client, run, annotator, outsider, proj
 
 
 def test_a_finished_run_shows_its_report(client, run, curator):
-    report = {"params": {"teacher": 1000, "student": 470, "trainable": 470, "student_to_teacher": 0.47},
+    report = {"params": {"teacher": 134_515_008, "student": 63_713_088, "trainable": 63_713_088,
+                         "student_to_teacher": 0.47},
               "kept_layers": [0, 3], "data": {"rows": 4, "examples": 4, "target_tokens": 40},
               "meta": {"project": "p", "dataset_version_number": 1, "dataset_version_hash": "ab" * 32},
               "train_file_sha256": "cd" * 32,
@@ -113,5 +114,7 @@ def test_a_finished_run_shows_its_report(client, run, curator):
     TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED, report=report, step=30, total_steps=30)
     client.force_login(curator)
     page = client.get(reverse("training:run_detail", args=[run.pk])).content.decode()
-    assert "1,000 → 470 (47%)" in page and "1.2500 / 2.0000" in page
+    assert '<span title="134,515,008">134.5M</span> → <span title="63,713,088">63.7M</span> (47%)' in page
+    assert "1.2500 / 2.0000" in page
     assert 'hx-trigger="every 2s"' not in page  # nothing left to poll for
+    assert "Evaluate against the teacher" in page and reverse("training:run_download", args=[run.pk]) in page
