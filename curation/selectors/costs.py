@@ -61,10 +61,15 @@ def training_lines(project: Project) -> list[Line]:
 
     lines = []
     for run in TrainingRun.objects.filter(dataset_version__project=project).select_related("dataset_version"):
-        seconds = (run.report or {}).get("wall_seconds") or _duration(run)
-        lines.append(Line(f"#{run.pk} {run.name or run.method}", f"{run.method} on v{run.dataset_version.number}, "
-                          f"{run.get_status_display().lower()}, on {settings.DEVICE_NAME}",
-                          (run.report or {}).get("tokens"), seconds, _compute_cost(seconds)))
+        result = (run.report or {}).get("result") or {}
+        # The machine is busy from the worker's claim to the end (launch and model loading included), not
+        # only while steps run: that whole span is what the run cost.
+        seconds = _duration(run) or result.get("wall_seconds")
+        detail = f"{run.method} on v{run.dataset_version.number}, {run.get_status_display().lower()}"
+        if result.get("train_seconds") is not None:
+            detail += f", {result['train_seconds']:.0f} s of it in training steps"
+        lines.append(Line(f"#{run.pk} {run.name or run.method}", f"{detail}, on {settings.DEVICE_NAME}",
+                          result.get("tokens"), seconds, _compute_cost(seconds)))
     return lines
 
 
@@ -76,6 +81,9 @@ class Inference:
     cost_per_million: float | None
     basis: str
     run_id: int
+    hours_per_million: float | None = None
+    speedup: float | None = None
+    saving: float | None = None
 
 
 def inference_lines(project: Project) -> list[Inference]:
@@ -93,13 +101,14 @@ def inference_lines(project: Project) -> list[Inference]:
                 continue
             seen.add(label)
             teacher = teachers.get((spec.get("source") or {}).get("teacher_id"))
+            hours = None
             if teacher is not None and teacher.kind == Teacher.Kind.OPENAI and teacher.price_per_million_tokens is not None:
                 cost, basis = float(teacher.price_per_million_tokens), "the API's price"
             else:
                 seconds = 1_000_000 / speed
-                cost = _compute_cost(seconds)
-                basis = f"{seconds / 3600:.1f} h of {settings.DEVICE_NAME} per 1M tokens"
-            out.append(Inference(label, spec.get("role", "student"), speed, cost, basis, run.pk))
+                cost, hours = _compute_cost(seconds), seconds / 3600
+                basis = f"{hours:.1f} h of {settings.DEVICE_NAME} per 1M tokens"
+            out.append(Inference(label, spec.get("role", "student"), speed, cost, basis, run.pk, hours))
     return out
 
 
@@ -107,9 +116,13 @@ def project_costs(project: Project) -> dict:
     teacher, training, inference = teacher_lines(project), training_lines(project), inference_lines(project)
     teacher_speed = next((i for i in inference if i.role == "teacher"), None)
     for line in inference:
-        line.speedup = (line.tokens_per_second / teacher_speed.tokens_per_second) if teacher_speed else None
-        line.saving = (teacher_speed.cost_per_million / line.cost_per_million
-                       if teacher_speed and teacher_speed.cost_per_million and line.cost_per_million else None)
+        if teacher_speed is None:
+            continue
+        line.speedup = line.tokens_per_second / teacher_speed.tokens_per_second
+        if teacher_speed.cost_per_million and line.cost_per_million:
+            line.saving = teacher_speed.cost_per_million / line.cost_per_million
+        elif teacher_speed.hours_per_million and line.hours_per_million:  # same machine, no price: time is cost
+            line.saving = teacher_speed.hours_per_million / line.hours_per_million
     total = [x.cost for x in teacher + training if x.cost is not None]
     return {
         "teacher": teacher, "training": training, "inference": inference,

@@ -154,7 +154,7 @@ def dataset_version_card(version: DatasetVersion) -> str:
         lines += [f"> {_md(version.note)}", ""]
     lines += [
         "## Contents", "",
-        "| | |", "|---|---|",
+        "| What | Value |", "|---|---|",
         f"| Rows | {version.row_count} |",
         f"| Train / held-out | {version.train_count} / {version.heldout_count} |",
         f"| DPO preference pairs | {version.pair_count} |",
