@@ -42,7 +42,7 @@ def last_user(messages: list[dict]) -> str:
 
 @register.filter
 def rate(value) -> str:
-    """A learning rate or another small float as people write it: 6.82e-07, 2e-05, 0.001."""
+    """A learning rate or another small float as people write it: 6.82e-7, 2e-5, 0.003."""
     if value in (None, ""):
         return "–"
     try:
@@ -51,7 +51,10 @@ def rate(value) -> str:
         return str(value)
     if value == 0:
         return "0"
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3g}".replace("e-0", "e-").replace("e+0", "e+")
+    if 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 @register.filter
@@ -63,9 +66,9 @@ def count_short(value) -> str:
         value = float(value)
     except (TypeError, ValueError):
         return str(value)
-    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e4, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.1f}{suffix}".replace(".0" + suffix, suffix)
+    for threshold, unit, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / unit:.1f}{suffix}".replace(".0" + suffix, suffix)
     return f"{value:,.0f}"
 
 

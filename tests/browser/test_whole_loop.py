@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from curation.models import DatasetVersion, Teacher
+from curation.templatetags.curation_tags import rate
 from evaluation.models import EvaluationRun
 from tests.browser.conftest import logged_in_page
 from tests.browser.test_review_keyboard import current_item, press_and_wait_next
@@ -124,7 +125,7 @@ def test_the_whole_loop(chromium, live_server, celery_worker, tiny_teacher_dir, 
     run = TrainingRun.objects.get(name="tiny-sft")
     assert run.status == "succeeded", run.error
     stats, lr = page.locator(".train-stats").inner_text(), run.metrics["learning_rate"]
-    assert f"{lr:.3g}" in stats and str(lr) not in stats  # 0.000286, not 0.000286474508437579
+    assert rate(lr) in stats and str(lr) not in stats  # 2.86e-4, not 0.000286474508437579
     shot("06-training-run")
 
     # Evaluate from the run page: student vs teacher on the held-out split; the page reloads with the report.
