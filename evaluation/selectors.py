@@ -142,5 +142,5 @@ def run_log_tail(run: EvaluationRun, *, lines: int = 40, max_bytes: int = 64 * 1
         handle.seek(max(0, logs[-1].stat().st_size - max_bytes))
         text = handle.read().decode("utf-8", errors="replace")
     # tqdm redraws a bar with carriage returns: keep the last state of each line.
-    tail = [line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:]]
+    tail = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")[-lines:]]
     return f"{logs[-1].parent.name}/log.txt\n" + "\n".join(tail)

@@ -112,3 +112,22 @@ def test_metrics_the_teacher_lacks_keep_their_columns(client, run, curator):
     row = html[html.index("word_perplexity"):]
     row = row[: row.index("</tr>")]
     assert row.count("<td") == 3 and row.count("—") == 2  # after the metric: teacher —, student value, retention —
+
+
+def test_progress_shows_time_left_and_the_newest_log(client, project, curator, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "log.txt").write_text("loading\nold line\n")
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "log.txt").write_text("Running generate_until requests\nstep 1\r 50%|█████     |\r100%|██████████|\n")
+    import os
+    os.utime(tmp_path / "teacher" / "log.txt", (1, 1))  # the student's log is the newest
+    running = EvaluationRun.objects.create(project=project, status=JobStatus.RUNNING, progress=0.25,
+                                           started_at=timezone.now() - timedelta(seconds=60), artifact_dir=str(tmp_path))
+    client.force_login(curator)
+    html = client.get(reverse("evaluation:run_detail", args=[running.pk]), headers={"HX-Request": "true"}).content.decode()
+    assert "25% done" in html and "about 3.0 min left" in html  # 60 s for a quarter: 180 s to go
+    assert "student/log.txt" in html and "100%|██████████|" in html and " 50%|" not in html and "old line" not in html

@@ -118,3 +118,59 @@ def test_a_finished_run_shows_its_report(client, run, curator):
     assert "1.2500 / 2.0000" in page
     assert 'hx-trigger="every 2s"' not in page  # nothing left to poll for
     assert "Evaluate against the teacher" in page and reverse("training:run_download", args=[run.pk]) in page
+
+
+def _finished_with_model(run, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"\0" * 3_000_000)
+    (model / "checkpoint-5").mkdir()
+    (model / "checkpoint-5" / "optimizer.pt").write_bytes(b"x")
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED, report={"model_dir": str(model)})
+    return model
+
+
+def test_download_model_streams_a_zip_of_the_exported_student(client, run, curator, annotator, tmp_path):
+    import io
+    import zipfile
+
+    url = reverse("training:run_download", args=[run.pk])
+    client.force_login(curator)
+    assert client.get(url).status_code == 404  # nothing exported yet
+    _finished_with_model(run, tmp_path)
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    from django.utils.text import slugify
+
+    prefix = f"{slugify(run.name)}-run{run.pk}"
+    assert sorted(archive.namelist()) == [f"{prefix}/config.json", f"{prefix}/model.safetensors"]
+    assert archive.read(f"{prefix}/model.safetensors") == b"\0" * 3_000_000 and archive.testzip() is None
+    client.force_login(annotator)
+    assert client.get(url).status_code == 403
+
+
+def test_evaluate_against_the_teacher_queues_student_and_teacher_on_the_heldout_split(
+        client, run, curator, tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+    from evaluation.models import EvaluationRun
+
+    queued = []
+    monkeypatch.setattr("evaluation.tasks.evaluation_run.delay", queued.append)
+    _finished_with_model(run, tmp_path)
+    client.force_login(curator)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("training:run_evaluate", args=[run.pk]), headers={"HX-Request": "true"})
+    evaluation = EvaluationRun.objects.get()
+    assert response["HX-Redirect"] == reverse("evaluation:run_detail", args=[evaluation.pk])
+    assert evaluation.dataset_version_id == run.dataset_version_id and evaluation.tasks == ["heldout"]
+    assert [m["role"] for m in evaluation.models_spec] == ["teacher", "student"]
+    assert evaluation.models_spec[1]["source"] == {"training_run_id": run.pk} and queued == [evaluation.pk]
+
+
+def test_the_form_marks_which_fields_belong_to_which_method(client, version, local_teacher, curator):
+    client.force_login(curator)
+    page = client.get(reverse("training:version_train", args=[version.pk])).content.decode()
+    assert 'name="kd_alpha"' in page and 'data-show-when="method=kd"' in page
+    assert 'data-show-when="student_source=lora"' in page and 'data-show-when="method=dpo"' in page
+    assert "effective batch" in page  # help text on the hyperparameters
