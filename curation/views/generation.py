@@ -27,7 +27,7 @@ CURATOR = Membership.Role.CURATOR
 class GenerationForm(forms.Form):
     teacher = forms.ModelChoiceField(queryset=None, empty_label=None)
     mode = forms.ChoiceField(label="Prompts", choices=[
-        ("pending", "Pending prompts"), ("all", "All prompts"), ("filter", "The browse filter below")])
+        ("pending", "Pending prompts"), ("all", "All prompts"), ("filter", "The browse filter (below)")])
     limit = forms.IntegerField(label="At most (prompts)", min_value=1, required=False,
                                help_text="Empty: every selected prompt. A number: only the first N, to try a teacher.")
     n = forms.IntegerField(label="Candidates per prompt", min_value=1, max_value=32)

@@ -67,6 +67,8 @@
     // A "Not saved" validation message answered an earlier submit; once the annotator ranks, picks or edits,
     // it no longer describes what is on screen (a stale-save conflict notice stays: it still holds).
     ws.querySelectorAll(".alert.error").forEach(function (alert) { alert.remove(); });
+    var clientError = form.querySelector(".client-error");
+    if (clientError) clientError.textContent = "";
     saveLocalDraft();
     document.body.dispatchEvent(new Event("draft-changed"));
   }
