@@ -173,7 +173,7 @@ def dataset_version_card(version: DatasetVersion) -> str:
     else:
         lines += ["No terms of use were recorded for these teachers: check the model licences before sharing.", ""]
     lines += ["## Selection and filters", ""]
-    for key, value in (version.rule or {}).items():
+    for key, value in sorted((version.rule or {}).items()):  # sorted: jsonb does not keep key order
         lines.append(f"- {_md(key.replace('_', ' '))}: {_md(value)}")
     lines += [f"- held-out fraction: {version.heldout_fraction}, seed {version.seed}", ""]
     if project.system_prompt:

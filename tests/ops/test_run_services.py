@@ -56,6 +56,7 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGINT to the group (Ctrl+C)", "SIGTERM to the script"])
 def test_run_starts_web_and_two_workers_and_stops_cleanly(tmp_path, how):
     port, log = free_port(), tmp_path / "run.log"
