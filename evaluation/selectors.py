@@ -130,12 +130,12 @@ def run_eta_seconds(run: EvaluationRun) -> float | None:
 
 
 def run_log_tail(run: EvaluationRun, *, lines: int = 40, max_bytes: int = 64 * 1024) -> str:
-    """The end of the newest model's log (each model runs in its own process, logging to <model>/log.txt)."""
+    """The end of the newest model's log (each model runs in its own process, logging to models/<model>/log.txt)."""
     from pathlib import Path
 
     if not run.artifact_dir:
         return ""
-    logs = sorted(Path(run.artifact_dir).glob("*/log.txt"), key=lambda p: p.stat().st_mtime)
+    logs = sorted(Path(run.artifact_dir).glob("models/*/log.txt"), key=lambda p: p.stat().st_mtime)
     if not logs:
         return ""
     with open(logs[-1], "rb") as handle:

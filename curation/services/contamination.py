@@ -7,9 +7,10 @@ benchmark questions are not invisible. Hand-written rather than a library: lm-ev
 extension and writes to disk, and exact n-gram sets of this size fit in memory and take well under a second.
 
 The evaluation data a project uses: the held-out split of every frozen version (an evaluation of a version scores
-its held-out rows), and the local data files of the task folders or task YAML files its evaluation runs named
-(``dataset_path: json|csv`` with ``dataset_kwargs.data_files``). Built-in lm-eval tasks read from the hub and have
-no local data to compare offline; they are listed as skipped.
+its held-out rows), and the local data files (``dataset_path: json|csv`` with ``dataset_kwargs.data_files``) of the
+tasks its evaluation runs used: as lm-eval recorded them for runs that ran (named lm-eval tasks included), and from
+the task YAML of folders named by runs that have not run yet. Tasks whose data is on the hub have no local data to
+compare offline; they are listed as skipped.
 """
 
 from __future__ import annotations
@@ -105,26 +106,60 @@ def project_eval_index(project: Project, *, versions: Iterable[DatasetVersion] |
 
 
 def _task_sources(project: Project) -> Iterator[tuple[str, Iterator[str] | None]]:
-    """Local task data named by the project's evaluation runs (registered folders or YAML files)."""
+    """Local task data the project's evaluation runs use: what lm-eval itself resolved for runs that ran (its
+    ``configs``, named lm-eval tasks included), and the task YAML of folders named by runs that have not run yet."""
     from evaluation.models import EvaluationRun
 
-    seen: set[str] = set()
-    for tasks in EvaluationRun.objects.filter(project=project).values_list("tasks", flat=True):
+    seen_files: set[Path] = set()
+    named: set[str] = set()
+    for artifact_dir, tasks in EvaluationRun.objects.filter(project=project).values_list("artifact_dir", "tasks"):
+        for name, data_file in _resolved_task_files(artifact_dir):
+            named.add(name)
+            if data_file is None:
+                yield f"lm-eval task {name} (no local data)", None
+            elif data_file not in seen_files:
+                seen_files.add(data_file)
+                yield f"task {name}: {data_file.name}", _documents(data_file)
         for task in tasks or []:
-            if task == "heldout" or task in seen:
-                continue
-            seen.add(task)
             path = Path(task)
+            if task == "heldout" or task in named:
+                continue
             yamls = sorted(path.rglob("*.yaml")) if path.is_dir() else [path] if path.suffix in (".yaml", ".yml") and path.is_file() else []
             if not yamls:
-                yield f"lm-eval task {task} (no local data)", None
+                named.add(task)
+                yield f"lm-eval task {task} (not run yet, no local data found)", None
                 continue
             for yaml_path in yamls:
-                files = _local_data_files(yaml_path)
-                for data_file in files:
-                    yield f"task data {data_file.name} ({yaml_path.parent.name}/{yaml_path.name})", _documents(data_file)
-                if not files:
-                    yield f"task {yaml_path.name} (no local data)", None
+                for data_file in _local_data_files(yaml_path):
+                    if data_file.resolve() not in seen_files:
+                        seen_files.add(data_file.resolve())
+                        yield f"task data {data_file.name} ({yaml_path.parent.name}/{yaml_path.name})", _documents(data_file)
+
+
+def _resolved_task_files(artifact_dir: str) -> Iterator[tuple[str, Path | None]]:
+    """(task, local data file or None) from lm-eval's own record of a finished run (one model's is enough: every
+    model of a run gets the same tasks). The curated held-out tasks are skipped: the held-out split is a source."""
+    if not artifact_dir:
+        return
+    results = sorted(Path(artifact_dir).glob("models/*/lm_eval_results.json"))
+    if not results:
+        return
+    try:
+        configs = json.loads(results[0].read_text()).get("configs") or {}
+    except (OSError, ValueError):
+        return
+    for name, config in sorted(configs.items()):
+        if name.startswith("heldout"):
+            continue
+        data_files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+        values = data_files.values() if isinstance(data_files, dict) else [data_files]
+        files = [Path(f) for value in values for f in (value if isinstance(value, list) else [value])
+                 if isinstance(f, str) and "://" not in f]
+        local = [f for f in files if f.is_file()] if config.get("dataset_path") in _LOCAL_BUILDERS else []
+        if not local:
+            yield name, None
+        for data_file in local:
+            yield name, data_file.resolve()
 
 
 def _local_data_files(yaml_path: Path) -> list[Path]:

@@ -184,3 +184,25 @@ def test_diff_lists_added_removed_and_changed_rows(client, project, curator):
     client.force_login(curator)
     html = client.get(reverse("curation:version_diff", args=[project.slug, 2]), {"against": 1}).content.decode()
     assert "v1 → v2" in html and "+1 added" in html and "<ins>" in html
+
+
+def test_named_lm_eval_tasks_that_ran_are_compared_through_lm_evals_own_record(project, tmp_path):
+    """A run of a named task (no folder in its task list) left lm_eval_results.json; its configs name the data."""
+    data = tmp_path / "riddles.jsonl"
+    data.write_text(json.dumps({"question": BENCH_QUESTION}) + "\n")
+    model_dir = tmp_path / "run" / "models" / "00_teacher"
+    model_dir.mkdir(parents=True)
+    (model_dir / "lm_eval_results.json").write_text(json.dumps({"configs": {
+        "riddles_named": {"dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}}},
+        "hellaswag": {"dataset_path": "Rowan/hellaswag"},
+        "heldout_gen": {"dataset_path": "json", "dataset_kwargs": {"data_files": {"test": "/elsewhere.jsonl"}}},
+    }}))
+    EvaluationRun.objects.create(project=project, tasks=["riddles_named", "hellaswag"], status="succeeded",
+                                 artifact_dir=str(tmp_path / "run"))
+    planted, _, _ = curate(project, ["Nine."], prompt_text=f"Riddle: {BENCH_QUESTION}?")
+    curate(project, ["Clean."], prompt_text="Clean?")
+    version = dataset_version_freeze(project=project, heldout_fraction=0)
+    result = version.contamination
+    assert [m["prompt_id"] for m in result["rows"]] == [planted.pk]
+    assert result["rows"][0]["source"] == "task riddles_named: riddles.jsonl"
+    assert result["skipped"] == ["lm-eval task hellaswag (no local data)"]

@@ -119,15 +119,15 @@ def test_progress_shows_time_left_and_the_newest_log(client, project, curator, t
 
     from django.utils import timezone
 
-    (tmp_path / "teacher").mkdir()
-    (tmp_path / "teacher" / "log.txt").write_text("loading\nold line\n")
-    (tmp_path / "student").mkdir()
-    (tmp_path / "student" / "log.txt").write_text("Running generate_until requests\nstep 1\r 50%|█████     |\r100%|██████████|\n")
+    (tmp_path / "models" / "00_teacher").mkdir(parents=True)
+    (tmp_path / "models" / "00_teacher" / "log.txt").write_text("loading\nold line\n")
+    (tmp_path / "models" / "01_student").mkdir()
+    (tmp_path / "models" / "01_student" / "log.txt").write_text("Running generate_until requests\nstep 1\r 50%|█████     |\r100%|██████████|\n")
     import os
-    os.utime(tmp_path / "teacher" / "log.txt", (1, 1))  # the student's log is the newest
+    os.utime(tmp_path / "models" / "00_teacher" / "log.txt", (1, 1))  # the student's log is the newest
     running = EvaluationRun.objects.create(project=project, status=JobStatus.RUNNING, progress=0.25,
                                            started_at=timezone.now() - timedelta(seconds=60), artifact_dir=str(tmp_path))
     client.force_login(curator)
     html = client.get(reverse("evaluation:run_detail", args=[running.pk]), headers={"HX-Request": "true"}).content.decode()
     assert "25% done" in html and "about 3.0 min left" in html  # 60 s for a quarter: 180 s to go
-    assert "student/log.txt" in html and "100%|██████████|" in html and " 50%|" not in html and "old line" not in html
+    assert "01_student/log.txt" in html and "100%|██████████|" in html and " 50%|" not in html and "old line" not in html
