@@ -73,7 +73,7 @@ class TrainingRunForm(forms.Form):
         queryset=Teacher.objects.none(), required=False, help_text="local model folder (derive, KD)"
     )
     keep_layers = forms.IntegerField(
-        min_value=1, required=False, initial=10, help_text="K of the teacher's layers, evenly spaced (10 of 30: 47% of the parameters)"
+        min_value=1, required=False, initial=10, help_text="K of the teacher's layers, evenly spaced (10 of SmolLM2's 30 keep 47% of its parameters)"
     )
     student_path = forms.ChoiceField(
         label="Student model", choices=[], required=False,

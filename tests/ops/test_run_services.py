@@ -83,7 +83,15 @@ def test_run_starts_web_and_two_workers_and_stops_cleanly(tmp_path, how):
                    "processes were left behind", log)
         assert time.monotonic() - started < 10
         assert proc.returncode in (130, 143)
-        assert log.read_text(errors="replace").count("Warm shutdown") <= 2  # once per worker, not in a loop
+        text = log.read_text(errors="replace")
+        assert text.count("Warm shutdown") <= 2  # once per worker, not in a loop
+        print(f"{how}: {text[text.index('Stopped in'):].splitlines()[0]}")
     finally:
         for line in session_processes(proc.pid):
             os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_make_run_execs_this_script():
+    """`make run` ends in bin/run-services: the test above exercises exactly what it starts."""
+    recipe = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "exec bin/run-services $(HOST):$(PORT)" in recipe and "celery" not in recipe and "trap" not in recipe
