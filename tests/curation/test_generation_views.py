@@ -152,7 +152,7 @@ def test_api_registers_teachers_for_a_project_and_only_operators_globally(client
 
 
 def test_the_form_shows_the_chosen_teachers_defaults(client, project, curator, teacher):
-    svc.teacher_register(name="zz-other", kind=Teacher.Kind.LOCAL, model_path="models/x", project=project,
+    svc.teacher_register(actor=SERVER_SHELL, name="zz-other", kind=Teacher.Kind.LOCAL, model_path="models/x", project=project,
                          default_params={"top_p": 0.9, "max_new_tokens": 128, "temperature": 0.3})
     other = Teacher.objects.get(name="zz-other")
     client.force_login(curator)
