@@ -38,7 +38,7 @@ def test_the_refusal_message_goes_once_the_annotator_ranks(chromium, live_server
     page.wait_for_selector(".client-error:has-text('Pick the best candidate')")
     page.screenshot(path=str(screenshot_dir / "edge-not-saved.png"), full_page=True)
     page.keyboard.press("2")  # rank: the message no longer describes the screen
-    page.wait_for_function("document.querySelector('.client-error').textContent === ''")
+    page.wait_for_function("() => document.querySelector('.client-error').textContent === ''")
     assert "Answer in one sentence." in page.locator(".export-system").inner_text()
     page.screenshot(path=str(screenshot_dir / "edge-after-ranking.png"), full_page=True)
 
@@ -61,7 +61,7 @@ def test_history_revert_asks_first_and_relative_times_update(chromium, live_serv
     saved = page.locator("time.rel").first
     assert "now" in saved.inner_text() or "second" in saved.inner_text()
     page.clock.fast_forward("03:00")  # three minutes later, same page, no reload
-    page.wait_for_function("document.querySelector('time.rel').textContent.includes('3 minutes ago')")
+    page.wait_for_function("() => document.querySelector('time.rel').textContent.includes('3 minutes ago')")
     assert "Revision 1 of candidate A" in page.content()
     page.screenshot(path=str(screenshot_dir / "edge-history.png"), full_page=True)
 
@@ -73,7 +73,7 @@ def test_history_revert_asks_first_and_relative_times_update(chromium, live_serv
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button:has-text('Revert to this')")
     page.wait_for_load_state()
-    page.wait_for_function("document.querySelectorAll('[aria-label^=\"compare to revision\"]').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('[aria-label^=\"compare to revision\"]').length === 2")
     assert CompletionRevision.objects.count() == 2
 
 
@@ -88,7 +88,7 @@ def test_generation_form_follows_the_teacher_and_browse_filter(chromium, live_se
     page.wait_for_selector("#generation-panel form")
     assert page.input_value("input[name=top_p]") == "0.95" and page.input_value("select[name=mode]") == "filter"
     page.select_option("select[name=teacher]", label="b-tuned")
-    page.wait_for_function("document.querySelector('input[name=top_p]').value === '0.9'")
+    page.wait_for_function("() => document.querySelector('input[name=top_p]').value === '0.9'")
     assert page.input_value("input[name=max_new_tokens]") == "128"
     assert page.input_value("input[name=browse]") == "q=2"  # the filter survives the teacher change
     page.screenshot(path=str(screenshot_dir / "edge-generation-form.png"), full_page=True)

@@ -78,7 +78,7 @@ def test_the_whole_loop(chromium, live_server, celery_worker, tiny_teacher_dir, 
     page.goto(f"{base}/p/{project.slug}/browse/")
     page.fill("input[name=q]", "spider")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('table.browse tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('table.browse tbody tr').length === 1")
     page.select_option("select[name=action]", "reject")
     page.click("button:has-text('Review the count')")
     page.click("button:has-text('Yes, reject 1 item')")
@@ -96,7 +96,7 @@ def test_the_whole_loop(chromium, live_server, celery_worker, tiny_teacher_dir, 
     assert page.locator("#rows tbody tr").count() == v2.row_count == 5
     assert "Test model: outputs free to use." in page.locator("#card").inner_text()
     page.fill("#rows-card input[name=q]", "Jupiter")
-    page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#rows tbody tr').length === 1")
     page.select_option("#diff-card select[name=against]", "1")
     page.click("button:has-text('Show the diff')")
     page.wait_for_selector("#diff .removed")
