@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from curation.models import Completion, Flag, Membership, Project, Prompt, Review, Tag
 from curation.selectors.items import EVAL_REGRESSION
 from curation.selectors.prompts import prompts_with_edit, prompts_with_source
+from curation.selectors.search import prompts_matching_text
 from curation.services.quality import AUTO_KINDS
 
 PAGE_SIZE = 50
@@ -30,9 +31,7 @@ def browse_queryset(project: Project, filters: dict) -> QuerySet[Prompt]:
     """Prompts of ``project`` matching the browse filters (a BrowseForm's cleaned data)."""
     prompts = Prompt.objects.filter(project=project)
     if filters.get("q"):
-        q = filters["q"]
-        in_completion = Completion.objects.filter(prompt=OuterRef("pk"), text__icontains=q)
-        prompts = prompts.filter(Q(text__icontains=q) | Exists(in_completion))
+        prompts = prompts_matching_text(prompts, filters["q"])
     if filters.get("status"):
         prompts = prompts.filter(status=filters["status"])
     if filters.get("annotator"):

@@ -1,0 +1,84 @@
+"""Full-text search (curation.selectors.search): whole words over prompt and completion texts, kept in step
+with every write path by the database's own triggers. Runs on SQLite (FTS5) and, in the integration run's
+database, on PostgreSQL (tsvector + GIN)."""
+
+import pytest
+from django.db import connection
+
+from curation.models import Completion, Prompt
+from curation.selectors.search import prompts_matching_text, search_words
+from tests.factories import CompletionFactory, PromptFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def found(project, query):
+    return set(prompts_matching_text(Prompt.objects.filter(project=project), query).values_list("id", flat=True))
+
+
+def test_words_not_substrings(project):
+    capital = PromptFactory(project=project, text="What is the capital of France?")
+    capitalization = PromptFactory(project=project, text="Explain capitalization rules")
+    assert found(project, "capital") == {capital.pk}
+    assert found(project, "Capitalization") == {capitalization.pk}
+    assert found(project, "capita") == set()
+
+
+def test_every_word_anywhere_in_prompt_or_completions(project):
+    item = PromptFactory(project=project, text="Name the largest planet")
+    CompletionFactory(prompt=item, text="Jupiter, by far.")
+    CompletionFactory(prompt=item, text="Saturn is second")
+    other = PromptFactory(project=project, text="Largest ocean?")
+    CompletionFactory(prompt=other, text="The Pacific")
+    assert found(project, "largest") == {item.pk, other.pk}
+    assert found(project, "JUPITER largest") == {item.pk}  # prompt word + completion word
+    assert found(project, "jupiter saturn") == {item.pk}  # words from two completions
+    assert found(project, "jupiter pacific") == set()
+
+
+def test_search_stays_inside_the_project(project):
+    PromptFactory(text="zebra facts")  # another project
+    mine = PromptFactory(project=project, text="zebra stripes")
+    assert found(project, "zebra") == {mine.pk}
+
+
+@pytest.mark.parametrize("query", ['"', "NEAR(a b)", "a:*", "x' OR '1'='1", "-zebra", "col:value", "*", "()"])
+def test_query_syntax_is_plain_text(project, query):
+    PromptFactory(project=project, text="plain words only")
+    found(project, query)  # must not raise a syntax error from FTS5 or to_tsquery
+
+
+def test_no_words_match_nothing(project):
+    PromptFactory(project=project, text="anything")
+    assert search_words("  ?! ") == []
+    assert found(project, "?!") == set()
+
+
+def test_changed_and_deleted_completions_leave_the_index(project):
+    item = PromptFactory(project=project, text="a question")
+    completion = CompletionFactory(prompt=item, text="aardvark")
+    assert found(project, "aardvark") == {item.pk}
+    Completion.objects.filter(pk=completion.pk).update(text="wombat")
+    assert found(project, "aardvark") == set() and found(project, "wombat") == {item.pk}
+    completion.delete()
+    assert found(project, "wombat") == set() and found(project, "question") == {item.pk}
+    Prompt.objects.filter(pk=item.pk).update(text="a riddle")
+    assert found(project, "question") == set() and found(project, "riddle") == {item.pk}
+    item.delete()
+    assert found(project, "riddle") == set()
+
+
+def test_bulk_inserted_rows_are_indexed(project):
+    prompts = Prompt.objects.bulk_create(
+        [Prompt(project=project, messages=[], text=f"bulk prompt {i}", content_hash=f"h{i}") for i in range(3)]
+    )
+    Completion.objects.bulk_create([Completion(prompt=p, text="kumquat", text_hash=f"c{p.pk}") for p in prompts])
+    assert found(project, "kumquat") == {p.pk for p in prompts}
+
+
+def test_uses_the_index():
+    """The search runs on the full-text index, not a scan with LIKE."""
+    project = PromptFactory(text="indexed").project
+    sql = str(prompts_matching_text(Prompt.objects.filter(project=project), "indexed").query)
+    index_table = {"postgresql": "curation_prompt_search", "sqlite": "curation_prompt_fts"}[connection.vendor]
+    assert index_table in sql and "LIKE" not in sql.upper()
