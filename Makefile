@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv install run migrate demo demo-model test integration browser-deps bench bench-review clean
+.PHONY: venv install llama-cpp run migrate demo demo-model test integration browser-deps bench bench-review clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 venv install: $(STAMP)
+
+# The optional llama.cpp teacher engine. llama-cpp-python ships as source: this compiles llama.cpp with CMake
+# (measured: see README "Teacher engines"). CMAKE_BUILD_PARALLEL_LEVEL caps the compile jobs (default: all cores).
+llama-cpp: install
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} $(PIP) install -e ".[llama-cpp]"
 
 migrate: install
 	$(PY) manage.py migrate --noinput

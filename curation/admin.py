@@ -311,8 +311,8 @@ class ServiceSavedAdmin(admin.ModelAdmin):
 
 @admin.register(models.Teacher)
 class TeacherAdmin(ServiceSavedAdmin):
-    list_display = ["name", "kind", "project", "model_name", "price_per_million_tokens", "created_at"]
-    list_filter = ["kind"]
+    list_display = ["name", "kind", "engine", "project", "model_name", "price_per_million_tokens", "created_at"]
+    list_filter = ["kind", "engine"]
     search_fields = ["name", "model_name"]
     raw_id_fields = ["project"]
 
@@ -324,6 +324,7 @@ class TeacherAdmin(ServiceSavedAdmin):
             base_url=data.get("base_url", ""), model_name=data.get("model_name", ""),
             api_key_env=data.get("api_key_env", ""), default_params=data.get("default_params") or {},
             terms_of_use=data.get("terms_of_use", ""), price_per_million_tokens=data.get("price_per_million_tokens"),
+            engine=data.get("engine") or models.Teacher.Engine.TRANSFORMERS,
         )
 
 

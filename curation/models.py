@@ -318,6 +318,11 @@ class Teacher(models.Model):
         LOCAL = "local", "Local model (HF folder or GGUF)"
         OPENAI = "openai-compatible", "OpenAI-compatible API"
 
+    class Engine(models.TextChoices):
+        TRANSFORMERS = "transformers", "Hugging Face transformers (CPU or GPU)"
+        LLAMA_CPP = "llama.cpp", "llama.cpp (GGUF files on the CPU; optional extra)"
+        VLLM = "vllm", "vLLM (needs a GPU)"
+
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="teachers",
         help_text="Empty: available to every project.",
@@ -326,6 +331,10 @@ class Teacher(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     model_path = models.CharField(max_length=500, blank=True, help_text="Local: a model folder or a .gguf file.")
     gguf_file = models.CharField(max_length=255, blank=True)
+    engine = models.CharField(
+        max_length=20, choices=Engine.choices, default=Engine.TRANSFORMERS,
+        help_text="What runs a local teacher. llama.cpp takes .gguf files; vLLM needs a GPU worker.",
+    )
     # A CharField, not URLField: Django's URL check rejects service names like http://vllm:8000/v1.
     base_url = models.CharField(max_length=500, blank=True, help_text="e.g. http://localhost:8000/v1")
     model_name = models.CharField(max_length=200, blank=True)

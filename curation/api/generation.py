@@ -40,7 +40,7 @@ class TeacherSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Teacher
-        fields = ["id", "name", "kind", "project", "model_path", "gguf_file", "base_url", "model_name",
+        fields = ["id", "name", "kind", "engine", "project", "model_path", "gguf_file", "base_url", "model_name",
                   "api_key_env", "default_params", "terms_of_use", "price_per_million_tokens", "created_at"]
         read_only_fields = ["id", "created_at"]
         # Shape only: the service validates, and answers for existing names by updating them.

@@ -39,6 +39,8 @@ from curation.selectors.generation import (
 )
 from curation.teachers import GenerationParams, LocalTeacher, OpenAICompatibleTeacher, TeacherError
 from curation.teachers.base import Teacher as TeacherClient
+from curation.teachers.llama_cpp import LlamaCppTeacher
+from curation.teachers.vllm_engine import VLLMTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "t
 def teacher_register(
     *, actor, name: str, kind: str, project: Project | None = None, model_path: str = "", gguf_file: str = "",
     base_url: str = "", model_name: str = "", api_key_env: str = "", default_params: dict | None = None,
-    terms_of_use: str = "", price_per_million_tokens=None,
+    terms_of_use: str = "", price_per_million_tokens=None, engine: str = Teacher.Engine.TRANSFORMERS,
 ) -> Teacher:
     """Create the teacher, or update the one of that name in the same scope (project or global).
 
@@ -70,6 +72,12 @@ def teacher_register(
             model_path, gguf_file = str(registered_model_path(model_path, field="model_path")), ""
         except ValidationError as error:
             errors.update(error.message_dict)
+    if engine not in Teacher.Engine.values:
+        errors["engine"] = f"Unknown engine '{engine}'. Use one of: {', '.join(Teacher.Engine.values)}."
+    elif kind == Teacher.Kind.OPENAI and engine != Teacher.Engine.TRANSFORMERS:
+        errors["engine"] = "An OpenAI-compatible teacher runs on its server; the engine applies to local teachers."
+    elif engine == Teacher.Engine.LLAMA_CPP and not (gguf_file or model_path).endswith(".gguf"):
+        errors["engine"] = "The llama.cpp engine runs .gguf files: give a .gguf model file."
     if kind == Teacher.Kind.OPENAI:
         try:
             check_outbound_url(base_url)
@@ -102,6 +110,7 @@ def teacher_register(
         "kind": kind, "model_path": model_path, "gguf_file": gguf_file, "base_url": base_url,
         "model_name": model_name, "api_key_env": api_key_env, "default_params": default_params or {},
         "terms_of_use": terms_of_use, "price_per_million_tokens": price_per_million_tokens,
+        "engine": engine,
     }.items():
         setattr(teacher, field, value)
     # Uniqueness was handled by the lookup above. URLField's validator refuses hosts without a dot
@@ -117,11 +126,19 @@ def teacher_source(teacher: Teacher) -> str:
 
 
 def teacher_client(teacher: Teacher) -> TeacherClient:
+    """The client for the teacher's engine. Engines that cannot run here fail at ``load`` with the reason."""
     options = teacher.default_params or {}
+    threads = int(options["threads"]) if options.get("threads") else None
+    if teacher.kind == Teacher.Kind.LOCAL and teacher.engine == Teacher.Engine.LLAMA_CPP:
+        return LlamaCppTeacher(teacher.local_path, source=teacher_source(teacher), threads=threads,
+                               batch_size=int(options.get("batch_size", 8)),
+                               logprobs=bool(options.get("logprobs", False)))
+    if teacher.kind == Teacher.Kind.LOCAL and teacher.engine == Teacher.Engine.VLLM:
+        return VLLMTeacher(teacher.local_path, source=teacher_source(teacher),
+                           batch_size=int(options.get("batch_size", 64)))
     if teacher.kind == Teacher.Kind.LOCAL:
-        threads = options.get("threads")
         return LocalTeacher(teacher.local_path, source=teacher_source(teacher), batch_size=int(options.get("batch_size", 8)),
-                            device=options.get("device", "cpu"), threads=int(threads) if threads else None)
+                            device=options.get("device", "cpu"), threads=threads)
     if teacher.api_key_env:
         try:  # again at run time: the allowlist may have shrunk since the teacher was registered
             check_key_env(teacher.api_key_env)

@@ -116,6 +116,9 @@ def evaluate_model(config: ModelRunConfig, on_progress: Progress | None = None) 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as the CLI does
+    from curation.teachers.threads import apply_model_threads
+
+    apply_model_threads()  # the same thread rule as generation and training
     on_progress(0.01, "indexing tasks")
     names, include_path = prepare_tasks(config)
 

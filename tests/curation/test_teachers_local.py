@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from curation.teachers.base import GenerationParams, to_messages
 from curation.teachers.local import LocalTeacher
+from curation.teachers.threads import ENV_VAR
 from tests.tiny import save_tiny_model
 
 PROMPTS = [
@@ -19,13 +22,19 @@ PROMPTS = [
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """Tiny models run fastest on one thread, and a second one spinning on a busy CPU makes them crawl."""
+    """Tiny models run fastest on one thread, and a second one spinning on a busy CPU makes them crawl.
+    The environment variable is the thread rule's own knob, so teachers loaded in the test keep to it."""
     import torch
 
-    previous = torch.get_num_threads()
+    previous, previous_env = torch.get_num_threads(), os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = "1"
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+    if previous_env is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = previous_env
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +135,11 @@ def run_training(
         raise FileNotFoundError(f"train_file {config.train_file} does not exist")
     wall_start = time.monotonic()
     from transformers import set_seed
+
+    from curation.teachers.threads import apply_model_threads
+
+    # The same thread rule as generation and evaluation; processes launched together share the cores.
+    apply_model_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
     from training.ml.student import build_student
 
