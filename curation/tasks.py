@@ -28,6 +28,14 @@ def import_job_run(job_id: int) -> None:
     run(job_id)
 
 
+@shared_task(name="curation.tasks.dataset_export_prepare")
+def dataset_export_prepare(version_id: int) -> int:
+    """Prepared export files of a new version, so its downloads can resume (Range)."""
+    from curation.services.datasets import dataset_export_prepare as prepare
+
+    return prepare(version_id=version_id)
+
+
 # Not under "curation.tasks.generation_*": the sweep goes to the default queue, where long jobs cannot hold it up.
 @shared_task(name="curation.sweep_stale_jobs")
 def sweep_stale_jobs() -> dict[str, dict[str, list[int]]]:

@@ -13,11 +13,18 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
+from config.downloads import ranged_file_response
 from config.limits import MAX_INT32
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project, check_role, projects_visible_to
 from curation.selectors.versions import dataset_version_card
-from curation.services.datasets import EXPORT_FORMATS, EXPORT_SPLITS, dataset_export_lines, dataset_version_freeze
+from curation.services.datasets import (
+    EXPORT_FORMATS,
+    EXPORT_SPLITS,
+    dataset_export_lines,
+    dataset_version_freeze,
+    prepared_export,
+)
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
@@ -124,10 +131,17 @@ class DatasetVersionViewSet(viewsets.ReadOnlyModelViewSet):
         query = ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         kind, split = query.validated_data["kind"], query.validated_data["split"]
+        name = f"{version.project.slug}-v{version.number}-{kind}-{split}.jsonl"
+        prepared = prepared_export(version=version, format=kind, split=split)
+        if prepared is not None:
+            # Resumable: Range / If-Range against an ETag of the version's content hash.
+            return ranged_file_response(request, prepared, filename=name, content_type="application/x-ndjson",
+                                        etag=f"{version.content_hash}-{kind}-{split}")
+        # Not prepared yet (the worker writes the files after a freeze): stream from the database, constant memory.
         lines = dataset_export_lines(version=version, format=kind, split=split)
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-        name = f"{version.project.slug}-v{version.number}-{kind}-{split}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Accept-Ranges"] = "none"
         return response
 
     @extend_schema(responses={(200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="The card.")})

@@ -15,6 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Max
@@ -56,6 +57,7 @@ def dataset_version_freeze(
         version.rule["skipped_without_answer"] = writer.skipped
         version.content_hash = _content_hash(version, writer.digest)
         version.save()
+        _enqueue_prepare(version)
     # Decontamination as part of every freeze, after its transaction so no lock is held meanwhile: 13-gram
     # hashing checks ~4k rows/s on one busy core (bench figure in the README), so it runs here rather than as
     # a job; the version page runs it again on demand.
@@ -299,3 +301,42 @@ def _write(lines: Iterator[bytes], handle: BinaryIO) -> int:
         handle.write(line)
         count += 1
     return count
+
+
+# --- prepared export files (resumable downloads) --------------------------------------------------------
+
+
+def export_file_path(*, version: DatasetVersion, format: str, split: str) -> Path:  # noqa: A002
+    """Where the prepared export lies. Named by the content hash: a version's bytes never change."""
+    folder = Path(settings.DATA_DIR) / "exports" / f"version-{version.pk}-{version.content_hash[:16]}"
+    return folder / f"{format}-{split}.jsonl"
+
+
+def prepared_export(*, version: DatasetVersion, format: str, split: str) -> Path | None:  # noqa: A002
+    path = export_file_path(version=version, format=format, split=split)
+    return path if path.is_file() else None
+
+
+def dataset_export_prepare(*, version_id: int) -> int:
+    """Write every format and split of the version once, each atomically; returns the files written.
+
+    Idempotent (present files are kept), so a rerun after a lost worker just finishes the rest. Until a file
+    is there, a download streams from the database instead (no resume).
+    """
+    version = DatasetVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return 0
+    written = 0
+    for format in EXPORT_FORMATS:  # noqa: A001
+        for split in EXPORT_SPLITS:
+            path = export_file_path(version=version, format=format, split=split)
+            if not path.is_file():
+                dataset_export(version=version, format=format, split=split, out=path)
+                written += 1
+    return written
+
+
+def _enqueue_prepare(version: DatasetVersion) -> None:
+    from curation.tasks import dataset_export_prepare as task
+
+    transaction.on_commit(lambda: task.delay(version.pk))
