@@ -10,6 +10,11 @@ every tenth step it reloads the queue (a plain next-item request). Browse client
 list (pending items with a truncated candidate). Annotators look at each item for ``--think`` seconds on
 average (0 saturates the server and measures its throughput instead of an annotator's wait). Prints requests/s, p50/p95/p99 and errors per kind, checks
 that no item was handed out beyond its overlap, and writes bench/results/review_latency.json.
+
+After the load, one client times the browse full-text search alone (``--search-requests`` each) for a rare
+word (in about one completion in 100,000) and a common one (in about 9 of 10 completions), first and second
+page; then the database queries of one request of each kind are counted in process (Django's query capture
+on the same database and settings): the save round trip, the next item, a filtered browse page, a search.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "distillery_bench_review"
+# BENCH_REVIEW_DB: another database name, so two benches on one server do not drop each other's.
+DB_NAME = os.environ.get("BENCH_REVIEW_DB", "distillery_bench_review")
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 PASSWORD = "bench-password-1"
 
@@ -49,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds this N")
+    parser.add_argument("--search-requests", type=int, default=40, help="timed searches per term and page")
     parser.add_argument("--out", default=str(ROOT / "bench/results/review_latency.json"))
     return parser.parse_args()
 
@@ -83,14 +90,23 @@ def _holds(completions: int) -> bool:
         return False
 
 
-def fill(args: argparse.Namespace) -> None:
-    """Users, one project and its members through the ORM; prompts, completions and flags through COPY."""
+RARE_WORD, RARE_EVERY = "zymurgy", 100_000  # one completion in RARE_EVERY holds the rare word
+COMMON_WORD = "python"  # one of WORDS: in ~92% of completions
+
+
+def setup_django(args: argparse.Namespace) -> None:
+    """This process as the server is configured (same database, DEBUG off), for the fill and the query counts."""
     import django
 
-    os.environ["DATABASE_URL"] = DB_URL
+    os.environ.update(server_env(args))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     django.setup()
+
+
+def fill(args: argparse.Namespace) -> None:
+    """Users, one project and its members through the ORM; prompts, completions and flags through COPY."""
+    setup_django(args)
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -128,6 +144,8 @@ def fill(args: argparse.Namespace) -> None:
                 for j in range(args.prompts_per):
                     cid += 1
                     text = f"Answer {j} to {pid}. " + " ".join(rng.choices(words, k=rng.randint(20, 60)))
+                    if (cid + 1) % RARE_EVERY == 0:
+                        text += f" {RARE_WORD}."
                     cut = rng.random() < 0.05
                     copy.write_row((cid, pid, text, f"{cid:064x}", f"teacher-{j % 2}", "{}", "length" if cut else "stop",
                                     len(text), "now"))
@@ -318,6 +336,54 @@ def browse(port: int, run: Run, recorder: Recorder, think: float) -> None:
         cursor = found.group(1) if found and cursor is None else None  # first page, then the second, again
 
 
+def time_searches(port: int, recorder: Recorder, requests: int) -> None:
+    """Full-text search alone: a rare and a common word, first page and the next one."""
+    session = Session(port)
+    session.login("curator")
+    for word in (RARE_WORD, COMMON_WORD):
+        for _ in range(requests):
+            started = time.perf_counter()
+            status, page = session.request("GET", "/p/bench/browse/?" + urlencode({"q": word}))
+            recorder.add(f"search_{'rare' if word == RARE_WORD else 'common'}", time.perf_counter() - started,
+                         status == 200 and "row-link" in page)
+            found = re.search(r"cursor=(\d+)", page)
+            if word == COMMON_WORD and found:
+                started = time.perf_counter()
+                status, page = session.request("GET", "/p/bench/browse/?" + urlencode({"q": word, "cursor": found.group(1)}))
+                recorder.add("search_common_page2", time.perf_counter() - started, status == 200 and "row-link" in page)
+
+
+def count_queries(args: argparse.Namespace) -> dict[str, int]:
+    """Database queries of one request of each kind, counted in this process on the bench database."""
+    setup_django(args)
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_HX_REQUEST="true")
+    client.force_login(get_user_model().objects.get(username=f"annotator{args.annotators - 1}"))
+    counts: dict[str, int] = {}
+
+    def count(kind: str, method: str, path: str, data: dict | None = None) -> str:
+        with CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(path, data or {})
+        counts[kind] = len(captured.captured_queries)
+        return response.content.decode()
+
+    page = count("next_item", "get", "/p/bench/queue/")
+    item, version, candidates = ITEM.search(page), VERSION.search(page), CANDIDATE.findall(page)
+    if item and version:
+        body = {"decision": "approve", "version": version.group(1), "ranking": ",".join(candidates),
+                "chosen": candidates[0] if candidates else "", "edited_text": "", "comment": "", "seconds_spent": "9"}
+        count("submit_and_next", "post", f"/p/bench/items/{item.group(1)}/review/", body)
+    client.force_login(get_user_model().objects.get(username="curator"))
+    count("browse_filtered", "get", "/p/bench/browse/", {"status": "pending", "flag": "truncated"})
+    count("search_rare", "get", "/p/bench/browse/", {"q": RARE_WORD})
+    count("search_common", "get", "/p/bench/browse/", {"q": COMMON_WORD})
+    return counts
+
+
 # --- the run ----------------------------------------------------------------------------------------------
 
 
@@ -357,10 +423,14 @@ def main() -> None:
         [t.start() for t in threads]
         [t.join() for t in threads]
         elapsed = time.perf_counter() - run.started if run.started else 0.0
+        load_after_run = os.getloadavg()
+        time_searches(args.port, recorder, args.search_requests)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+    queries = count_queries(args)
     result = {
+        "queries_per_request": queries, "load_average_after_load_phase": load_after_run,
         "completions": args.completions, "prompts": args.completions // args.prompts_per, "annotators": args.annotators,
         "browse_clients": args.browse_clients, "duration_s": round(elapsed, 1), "overlap": args.overlap,
         "think_s": args.think, "load_average_at_end": os.getloadavg(),
@@ -372,10 +442,11 @@ def main() -> None:
     print(f"\n{result['completions']:,} completions over {result['prompts']:,} prompts; {args.annotators} annotators, "
           f"{args.browse_clients} browse clients, think {args.think} s, {elapsed:.0f} s, {result['server']}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'kind':<18}{'req':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'kind':<20}{'req':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'queries':>9}")
     for kind, row in result["results"].items():
-        print(f"{kind:<18}{row['requests']:>8}{row['requests_per_s']:>9.1f}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}"
-              f"{row['p99_ms']:>9.1f}{row['errors']:>8}")
+        rate = f"{row['requests_per_s']:>9.1f}" if not kind.startswith("search") else f"{'(alone)':>9}"
+        print(f"{kind:<20}{row['requests']:>8}{rate}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}"
+              f"{row['p99_ms']:>9.1f}{row['errors']:>8}{queries.get(kind, ''):>9}")
     print(f"items reviewed: {len(reviewed):,}; items reviewed beyond their overlap: {result['overlap_violations']}")
     for failure in run.failures:
         print(f"client failure: {failure}")

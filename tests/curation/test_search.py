@@ -4,8 +4,10 @@ database, on PostgreSQL (tsvector + GIN)."""
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from curation.models import Completion, Prompt
+from curation.selectors import search
 from curation.selectors.search import prompts_matching_text, search_words
 from tests.factories import CompletionFactory, PromptFactory
 
@@ -79,6 +81,17 @@ def test_bulk_inserted_rows_are_indexed(project):
 def test_uses_the_index():
     """The search runs on the full-text index, not a scan with LIKE."""
     project = PromptFactory(text="indexed").project
-    sql = str(prompts_matching_text(Prompt.objects.filter(project=project), "indexed").query)
+    with CaptureQueriesContext(connection) as captured:
+        list(prompts_matching_text(Prompt.objects.filter(project=project), "indexed"))
+    sql = " ".join(q["sql"] for q in captured.captured_queries)
     index_table = {"postgresql": "curation_prompt_search", "sqlite": "curation_prompt_fts"}[connection.vendor]
     assert index_table in sql and "LIKE" not in sql.upper()
+
+
+def test_common_words_take_the_join_and_find_the_same(project, monkeypatch):
+    """Past RARE_MATCHES documents PostgreSQL joins instead of listing ids; both ways find the same prompts."""
+    items = [PromptFactory(project=project, text=f"common word {i}") for i in range(3)]
+    PromptFactory(project=project, text="other")
+    monkeypatch.setattr(search, "RARE_MATCHES", 1)
+    assert found(project, "common word") == {p.pk for p in items}
+    assert found(project, "other") == {Prompt.objects.get(project=project, text="other").pk}
