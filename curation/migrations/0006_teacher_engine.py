@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0004_covered_fk_indexes'),
+        ('curation', '0005_job_lifecycle'),
     ]
 
     operations = [
