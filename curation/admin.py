@@ -274,6 +274,15 @@ class ImportJobAdmin(JobAdmin, LargeTableAdmin):
         return _pretty_json(obj.errors)
 
 
+@admin.register(models.BulkActionJob)
+class BulkActionJobAdmin(JobAdmin, LargeTableAdmin):
+    list_display = ["id", "project", "action", "tag_name", "status", "done", "total", "created_by", "created_at"]
+    list_filter = ["status", "action", "project"]
+    list_select_related = ["project", "created_by"]
+    readonly_fields = ["project", "created_by", "action", "tag_name", "filters"]
+    progress_fields = ["total", "done", "last_id"]
+
+
 class ServiceSavedAdmin(admin.ModelAdmin):
     """Change forms whose save goes through a service, so the admin gets the service's checks.
 

@@ -7,7 +7,7 @@ class CurationConfig(AppConfig):
 
     def ready(self) -> None:
         from curation.jobs.registry import JobKind, register
-        from curation.models import GenerationJob, ImportJob
+        from curation.models import BulkActionJob, GenerationJob, ImportJob
 
         register(JobKind(
             name="import", model=ImportJob, task="curation.tasks.import_job_run", queue="default",
@@ -19,6 +19,10 @@ class CurationConfig(AppConfig):
             resume="prompts that already have their candidates from this teacher are skipped",
             on_requeue=lambda job: {"eta_seconds": None, "tokens_per_second": 0},
             can_resume=lambda job: _generation_can_resume(job),
+        ))
+        register(JobKind(
+            name="bulk-action", model=BulkActionJob, task="curation.tasks.bulk_action_run", queue="default",
+            resume="it continues after the last item done (items are done in id order, a chunk per transaction)",
         ))
 
 

@@ -275,6 +275,28 @@ class DatasetRow(models.Model):
         indexes = [models.Index(fields=["version", "split", "position"], name="row_split_idx")]
 
 
+class BulkActionJob(BackgroundJob):
+    """A bulk action on a browse filter, run by a worker in chunks with its progress (100k+ items at a time)."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+        REQUEUE = "requeue", "Re-queue"
+        TAG = "tag", "Tag"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    tag_name = models.CharField(max_length=60, blank=True)
+    filters = models.JSONField(default=dict, blank=True, help_text="The browse filter, re-read by the worker.")
+    total = models.PositiveIntegerField(default=0, help_text="Items the filter matched when confirmed.")
+    done = models.PositiveIntegerField(default=0)
+    last_id = models.BigIntegerField(default=0, help_text="Items are done in id order: a resumed attempt starts after.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
 def upload_name(instance, filename: str) -> str:
     """A random name for an upload: the curator's file name is kept in ``original_name`` only, so nothing
     they choose becomes part of a server path (and no stored upload ends in .py or .yaml)."""

@@ -28,6 +28,13 @@ def import_job_run(job_id: int) -> None:
     run(job_id)
 
 
+@shared_task(name="curation.tasks.bulk_action_run")
+def bulk_action_run(job_id: int) -> str | None:
+    from curation.services.bulk import bulk_action_job_run
+
+    return bulk_action_job_run(job_id=job_id)
+
+
 @shared_task(name="curation.tasks.dataset_export_prepare")
 def dataset_export_prepare(version_id: int) -> int:
     """Prepared export files of a new version, so its downloads can resume (Range)."""

@@ -29,6 +29,7 @@ urlpatterns = [
     path("p/<slug:slug>/revisions/<int:pk>/revert/", history.revision_revert, name="revision_revert"),
     path("p/<slug:slug>/browse/", browse.browse, name="browse"),
     path("p/<slug:slug>/browse/bulk/", browse.bulk_action, name="bulk_action"),
+    path("p/<slug:slug>/browse/bulk/<int:pk>/", browse.bulk_job, name="bulk_job"),
     path("p/<slug:slug>/disagreements/", curator.disagreements, name="disagreements"),
     path("p/<slug:slug>/items/<int:pk>/adjudicate/", curator.adjudicate, name="adjudicate"),
     path("p/<slug:slug>/generation/", generation.generation_panel, name="generation_panel"),

@@ -1,5 +1,9 @@
 """Bulk actions on a filtered set of items: approve, reject, re-queue, tag.
 
+From the browse page, an action on a filter is a background job (``bulk_action_job_create``): the worker goes
+through the filter in id order, a chunk per transaction with its progress, so 100k+ items neither hold a
+request nor a lock for minutes, and a lost worker's job resumes after its last chunk.
+
 Each works through the ids in chunks, one transaction per chunk, so a large filter neither holds locks for
 minutes nor builds one huge statement. A bulk approval or rejection is recorded as the curator's
 adjudication of each item (who decided, and when), the same record a single adjudication leaves.
@@ -13,7 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 
-from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
+from curation.jobs import services as jobs
+from curation.models import Assignment, BulkActionJob, Completion, Flag, JobStatus, Project, Prompt, Review, Tag
 from curation.services.reviews import prompt_refresh
 
 CHUNK = 500
@@ -122,3 +127,50 @@ def prompts_tag(*, project: Project, prompt_ids: Iterable[int], name: str) -> in
         Tag.objects.bulk_create([Tag(prompt_id=pid, name=name[:60]) for pid in ids], ignore_conflicts=True)
         done += len(ids)
     return done
+
+
+# --- as a background job (the browse page) --------------------------------------------------------------
+
+
+@transaction.atomic
+def bulk_action_job_create(
+    *, project: Project, actor, action: str, filters: dict, total: int, tag_name: str = ""
+) -> BulkActionJob:
+    """Queue ``action`` on every item of the browse ``filters`` (the form's cleaned data, JSON-safe)."""
+    if action not in BulkActionJob.Action.values:
+        raise ValidationError({"action": f"Unknown bulk action '{action}'."})
+    if action == BulkActionJob.Action.TAG and not tag_name.strip():
+        raise ValidationError({"tag_name": "Name the tag to add."})
+    job = BulkActionJob.objects.create(project=project, created_by=actor, action=action, tag_name=tag_name.strip(),
+                                       filters=filters, total=total)
+    jobs.job_enqueue(job)
+    return job
+
+
+def bulk_action_job_run(*, job_id: int) -> str | None:
+    return jobs.job_run(BulkActionJob, job_id, _run_bulk, select_related=("project", "created_by"))
+
+
+def _run_bulk(job: BulkActionJob) -> str:
+    from curation.selectors.browse import browse_queryset
+
+    while True:
+        # The filter is read again per chunk: items an earlier chunk changed may have left it, which is why
+        # the walk is by id, after the last one done.
+        prompts = browse_queryset(job.project, {**job.filters, "cursor": None}).filter(id__gt=job.last_id)
+        ids = list(prompts.order_by("id").values_list("id", flat=True)[:CHUNK])
+        if not ids:
+            return JobStatus.SUCCEEDED
+        with transaction.atomic():
+            done = _apply(job, ids)
+            job.last_id, job.done = ids[-1], job.done + done
+            if not jobs.job_beat(BulkActionJob, job.pk, last_id=job.last_id, done=job.done):
+                return JobStatus.CANCELLED
+
+
+def _apply(job: BulkActionJob, ids: list[int]) -> int:
+    if job.action == BulkActionJob.Action.TAG:
+        return prompts_tag(project=job.project, prompt_ids=ids, name=job.tag_name)
+    if job.action == BulkActionJob.Action.REQUEUE:
+        return prompts_requeue(project=job.project, prompt_ids=ids, actor=job.created_by)
+    return prompts_bulk_decide(project=job.project, prompt_ids=ids, decision=job.action, actor=job.created_by)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import BrowseForm, BulkForm
+from curation.models import BulkActionJob, JobStatus
 from curation.selectors.access import access_project_role
 from curation.selectors.browse import active_filters, browse_page, browse_queryset, filter_choices
 from curation.services import bulk
@@ -48,17 +50,24 @@ def bulk_action(request: HttpRequest, slug: str) -> HttpResponse:
     if not data["confirm"] or data["expected"] != count:
         context["changed"] = data["confirm"] and data["expected"] != count
         return render(request, f"{TEMPLATE}#bulk-result", context)
-    context["done"] = _apply(context["project"], prompts, data, request.user)
-    # The table below still shows the statuses from before: the page reloads it with the same filter.
-    response = render(request, f"{TEMPLATE}#bulk-result", context)
-    response["HX-Trigger"] = "bulk-done"
+    filters_saved = {k: v for k, v in active_filters(filters.cleaned_data).items() if k != "cursor"}
+    try:
+        context["job"] = bulk.bulk_action_job_create(
+            project=context["project"], actor=request.user, action=data["action"], tag_name=data["tag_name"],
+            filters=filters_saved, total=count,
+        )
+    except ValidationError as error:
+        return render(request, f"{TEMPLATE}#bulk-result", {**context, "errors": error.message_dict}, status=422)
+    return render(request, f"{TEMPLATE}#bulk-result", context)
+
+
+@require_GET
+def bulk_job(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """A bulk job's progress; the fragment polls itself while the worker runs."""
+    context = curator_context(request, slug)
+    job = get_object_or_404(BulkActionJob, project=context["project"], pk=pk)
+    response = render(request, f"{TEMPLATE}#bulk-job", {**context, "job": job})
+    if job.status == JobStatus.SUCCEEDED:
+        # The table below still shows the statuses from before: the page reloads it with the same filter.
+        response["HX-Trigger"] = "bulk-done"
     return response
-
-
-def _apply(project, prompts, data: dict, actor) -> int:
-    ids = prompts.values_list("id", flat=True)
-    if data["action"] == "tag":
-        return bulk.prompts_tag(project=project, prompt_ids=ids, name=data["tag_name"])
-    if data["action"] == "requeue":
-        return bulk.prompts_requeue(project=project, prompt_ids=ids, actor=actor)
-    return bulk.prompts_bulk_decide(project=project, prompt_ids=ids, decision=data["action"], actor=actor)

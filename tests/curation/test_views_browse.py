@@ -5,7 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from curation.models import Flag, Prompt, Review, Tag
+from curation.models import BulkActionJob, Flag, Prompt, Review, Tag
+from curation.services.bulk import bulk_action_job_run
 from tests.curation.review_helpers import make_item, make_items, post_review
 from tests.factories import CompletionFactory, PromptFactory
 
@@ -61,6 +62,13 @@ def bulk(client, project, **data):
     return client.post(reverse("curation:bulk_action", args=[project.slug]), data, HTTP_HX_REQUEST="true")
 
 
+def run_bulk_job(client, project):
+    """What the worker does with the queued job (here, in the test's own transaction), then the progress fragment."""
+    job = BulkActionJob.objects.latest("created_at")
+    assert bulk_action_job_run(job_id=job.pk) == "succeeded"
+    return client.get(reverse("curation:bulk_job", args=[project.slug, job.pk]), HTTP_HX_REQUEST="true")
+
+
 def test_bulk_action_confirms_the_count_then_applies(client, project, curator):
     truncated = make_items(project, 3)
     make_items(project, 2)
@@ -70,8 +78,11 @@ def test_bulk_action_confirms_the_count_then_applies(client, project, curator):
     preview = bulk(client, project, action="reject", flag="truncated")
     assert b"<strong>3</strong> items" in preview.content and b"flag=truncated" in preview.content
     assert not Review.objects.exists()
-    done = bulk(client, project, action="reject", flag="truncated", confirm="on", expected=3)
-    assert b"Done: reject on 3 items" in done.content
+    queued = bulk(client, project, action="reject", flag="truncated", confirm="on", expected=3)
+    assert b"0 of 3 items done" in queued.content and b"every 1s" in queued.content  # polls while queued
+    assert not Prompt.objects.filter(status="rejected").exists()  # the worker does it, not the request
+    done = run_bulk_job(client, project)
+    assert b"Done: reject on 3 items" in done.content and b"every 1s" not in done.content
     assert Prompt.objects.filter(status="rejected").count() == 3
 
 
@@ -81,6 +92,7 @@ def test_bulk_refuses_when_the_count_changed(client, project, curator):
     response = bulk(client, project, action="tag", tag_name="x", confirm="on", expected=5)
     assert b"matches a different number" in response.content and not Tag.objects.exists()
     bulk(client, project, action="tag", tag_name="x", confirm="on", expected=2)
+    run_bulk_job(client, project)
     assert Tag.objects.filter(name="x").count() == 2
 
 
@@ -90,6 +102,7 @@ def test_bulk_requeue(client, project, curator, annotator):
     post_review(client, item)
     client.force_login(curator)
     bulk(client, project, action="requeue", status="approved", confirm="on", expected=1)
+    run_bulk_job(client, project)
     item.refresh_from_db()
     assert item.status == "pending" and Review.objects.get().superseded
 
@@ -107,3 +120,41 @@ def test_outsiders_get_404(client, project, outsider):
     client.force_login(outsider)
     assert browse(client, project).status_code == 404
     assert bulk(client, project, action="approve").status_code == 404
+
+
+def test_bulk_job_walks_the_filter_in_chunks_and_resumes_after_the_last_one(client, project, curator, monkeypatch):
+    from curation.services import bulk as bulk_services
+
+    items = make_items(project, 7)
+    monkeypatch.setattr(bulk_services, "CHUNK", 3)
+    client.force_login(curator)
+    bulk(client, project, action="tag", tag_name="seen", confirm="on", expected=7)
+    job = BulkActionJob.objects.get()
+    # An earlier attempt did the first chunk, then its worker died: the retry starts after it.
+    Tag.objects.bulk_create([Tag(prompt=p, name="seen") for p in items[:3]])
+    BulkActionJob.objects.filter(pk=job.pk).update(last_id=items[2].pk, done=3)
+    assert bulk_action_job_run(job_id=job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert (job.done, job.total, job.last_id) == (7, 7, items[-1].pk)
+    assert Tag.objects.filter(name="seen").count() == 7
+
+
+def test_a_cancelled_bulk_job_stops_after_its_chunk(client, project, curator, monkeypatch):
+    from curation.jobs import services as jobs
+    from curation.services import bulk as bulk_services
+
+    make_items(project, 5)
+    monkeypatch.setattr(bulk_services, "CHUNK", 2)
+    client.force_login(curator)
+    bulk(client, project, action="tag", tag_name="c", confirm="on", expected=5)
+    job = BulkActionJob.objects.get()
+    real_beat = jobs.job_beat
+
+    def beat_then_cancel(model, pk, **progress):
+        model.objects.filter(pk=pk).update(cancel_requested=True)
+        return real_beat(model, pk, **progress)
+
+    monkeypatch.setattr(jobs, "job_beat", beat_then_cancel)
+    assert bulk_action_job_run(job_id=job.pk) == "cancelled"
+    job.refresh_from_db()
+    assert (job.status, job.done) == ("cancelled", 2) and Tag.objects.filter(name="c").count() == 2
