@@ -17,10 +17,31 @@ from django.db import migrations
 
 POSTGRES_FORWARD = [
     """
-    CREATE TABLE curation_prompt_search (
-        prompt_id bigint PRIMARY KEY REFERENCES curation_prompt (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
-        document tsvector NOT NULL
-    )
+    CREATE TABLE curation_prompt_search (prompt_id bigint PRIMARY KEY, document tsvector NOT NULL)
+    """,
+    # No foreign key: Django's test flush truncates its own tables only, and a reference from a table it does
+    # not know would refuse that. Deletes and truncates of prompts are followed by triggers instead.
+    """
+    CREATE FUNCTION curation_prompt_search_prompts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM curation_prompt_search WHERE prompt_id IN (SELECT id FROM old_rows);
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER curation_prompt_search_prompts_deleted AFTER DELETE ON curation_prompt
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION curation_prompt_search_prompts_deleted()
+    """,
+    """
+    CREATE FUNCTION curation_prompt_search_prompts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        TRUNCATE curation_prompt_search;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER curation_prompt_search_prompts_truncated AFTER TRUNCATE ON curation_prompt
+    FOR EACH STATEMENT EXECUTE FUNCTION curation_prompt_search_prompts_truncated()
     """,
     "CREATE INDEX curation_prompt_search_gin ON curation_prompt_search USING gin (document)",
     # New prompts: their own text. (A prompt's completions always arrive after it.)
@@ -97,6 +118,8 @@ POSTGRES_FORWARD = [
 ]
 
 POSTGRES_BACKWARD = [
+    "DROP TRIGGER IF EXISTS curation_prompt_search_prompts_deleted ON curation_prompt",
+    "DROP TRIGGER IF EXISTS curation_prompt_search_prompts_truncated ON curation_prompt",
     "DROP TRIGGER IF EXISTS curation_prompt_search_prompts_updated ON curation_prompt",
     "DROP TRIGGER IF EXISTS curation_prompt_search_prompts_added ON curation_prompt",
     "DROP TRIGGER IF EXISTS curation_prompt_search_completions_added ON curation_completion",
@@ -107,6 +130,8 @@ POSTGRES_BACKWARD = [
     "DROP FUNCTION IF EXISTS curation_prompt_search_rebuild(bigint[])",
     "DROP FUNCTION IF EXISTS curation_prompt_search_completions_added()",
     "DROP FUNCTION IF EXISTS curation_prompt_search_prompts_added()",
+    "DROP FUNCTION IF EXISTS curation_prompt_search_prompts_deleted()",
+    "DROP FUNCTION IF EXISTS curation_prompt_search_prompts_truncated()",
     "DROP TABLE IF EXISTS curation_prompt_search",
 ]
 

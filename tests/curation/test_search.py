@@ -58,6 +58,7 @@ def test_no_words_match_nothing(project):
 
 def test_changed_and_deleted_completions_leave_the_index(project):
     item = PromptFactory(project=project, text="a question")
+    item_id = item.pk
     completion = CompletionFactory(prompt=item, text="aardvark")
     assert found(project, "aardvark") == {item.pk}
     Completion.objects.filter(pk=completion.pk).update(text="wombat")
@@ -68,6 +69,11 @@ def test_changed_and_deleted_completions_leave_the_index(project):
     assert found(project, "question") == set() and found(project, "riddle") == {item.pk}
     item.delete()
     assert found(project, "riddle") == set()
+    index_table, key = {"postgresql": ("curation_prompt_search", "prompt_id"),
+                        "sqlite": ("curation_prompt_fts", "rowid")}[connection.vendor]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {index_table} WHERE {key} = %s", [item_id])  # noqa: S608
+        assert cursor.fetchone()[0] == 0  # the document went with its prompt
 
 
 def test_bulk_inserted_rows_are_indexed(project):
