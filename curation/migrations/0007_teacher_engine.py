@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0005_job_lifecycle'),
+        ('curation', '0006_trust_boundaries'),
     ]
 
     operations = [
