@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from curation.models import Teacher
+from curation.selectors.access import SERVER_SHELL
 from curation.services import generation as svc
 from curation.teachers import GenerationParams, LocalTeacher, TeacherError
 from curation.teachers.demo_model import DEMO_GGUF_MEMBER
@@ -60,20 +61,20 @@ def test_engine_is_validated_and_picks_the_client(tmp_path):
     folder.mkdir()
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
-    hf = svc.teacher_register(name="hf", kind=Teacher.Kind.LOCAL, model_path=str(folder))
+    hf = svc.teacher_register(actor=SERVER_SHELL, name="hf", kind=Teacher.Kind.LOCAL, model_path=str(folder))
     assert hf.engine == Teacher.Engine.TRANSFORMERS and isinstance(svc.teacher_client(hf), LocalTeacher)
-    llama = svc.teacher_register(name="ll", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path), gguf_file="m.gguf",
+    llama = svc.teacher_register(actor=SERVER_SHELL, name="ll", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path), gguf_file="m.gguf",
                                  engine=Teacher.Engine.LLAMA_CPP, default_params={"threads": 1, "batch_size": 4})
     client = svc.teacher_client(llama)
     assert isinstance(client, LlamaCppTeacher) and (client.path, client.threads, client.batch_size) == (gguf, 1, 4)
-    vllm = svc.teacher_register(name="v", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine=Teacher.Engine.VLLM)
+    vllm = svc.teacher_register(actor=SERVER_SHELL, name="v", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine=Teacher.Engine.VLLM)
     assert isinstance(svc.teacher_client(vllm), VLLMTeacher)
     with pytest.raises(ValidationError, match="runs .gguf files"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine=Teacher.Engine.LLAMA_CPP)
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine=Teacher.Engine.LLAMA_CPP)
     with pytest.raises(ValidationError, match="Unknown engine"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine="/usr/bin/python")
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.LOCAL, model_path=str(folder), engine="/usr/bin/python")
     with pytest.raises(ValidationError, match="runs on its server"):
-        svc.teacher_register(name="x", kind=Teacher.Kind.OPENAI, base_url="http://h:8000/v1", model_name="m",
+        svc.teacher_register(actor=SERVER_SHELL, name="x", kind=Teacher.Kind.OPENAI, base_url="http://h:8000/v1", model_name="m",
                              engine=Teacher.Engine.VLLM)
 
 
@@ -82,7 +83,7 @@ def test_engine_is_validated_and_picks_the_client(tmp_path):
 def test_vllm_without_a_gpu_fails_the_job_saying_so(tmp_path):
     project = ProjectFactory()
     PromptFactory.create_batch(2, project=project)
-    teacher = svc.teacher_register(name="v", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path),
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="v", kind=Teacher.Kind.LOCAL, model_path=str(tmp_path),
                                    engine=Teacher.Engine.VLLM)
     job = svc.generation_job_create(project=project, teacher=teacher, n=1, enqueue=False)
     assert svc.generation_job_run(job_id=job.pk) == "failed"
@@ -148,7 +149,7 @@ def test_llama_cpp_samples_n_candidates_with_a_seed(llama_teacher):
 def test_a_generation_job_runs_on_llama_cpp():
     project = ProjectFactory()
     PromptFactory.create_batch(2, project=project)
-    teacher = svc.teacher_register(name="demo-gguf", kind=Teacher.Kind.LOCAL, model_path=str(DEMO_GGUF.parent),
+    teacher = svc.teacher_register(actor=SERVER_SHELL, name="demo-gguf", kind=Teacher.Kind.LOCAL, model_path=str(DEMO_GGUF.parent),
                                    gguf_file=DEMO_GGUF.name, engine=Teacher.Engine.LLAMA_CPP,
                                    default_params={"threads": 1, "max_new_tokens": 4})
     job = svc.generation_job_create(project=project, teacher=teacher, n=1, temperature=0, enqueue=False)
