@@ -415,7 +415,7 @@ def test_the_admin_door_gets_the_same_rules(client, project, tmp_path):
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_teacher", "change_teacher",
                                                                          "view_teacher", "view_serverresource",
                                                                          "add_serverresource"]))
-    form = {"name": "local", "kind": "local", "project": project.pk, "model_path": "/etc", "gguf_file": "",
+    form = {"name": "local", "kind": "local", "engine": "transformers", "project": project.pk, "model_path": "/etc", "gguf_file": "",
             "base_url": "", "model_name": "", "api_key_env": "", "default_params": "{}"}
     client.force_login(staff)
     refused = client.post("/admin/curation/teacher/add/", form)
