@@ -3,8 +3,8 @@
     python bench/import_export.py [--n 200000] [--flags-n 20000] [--keep]
 
 Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
-project, imports it again (all duplicates), computes the quality flags of the first --flags-n prompts (what an
-import does per batch by default, timed apart), approves every prompt (one review each, not timed), freezes a
+project by the default path (quality flags on: THE import figure), into a second fresh project without flags
+(beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone, approves every prompt (one review each, not timed), freezes a
 dataset version, and exports it as SFT and DPO JSON lines. "rows" are records (prompts) throughout. Prints
 rows/s, CPU seconds (this process, and its PostgreSQL backend) and peak RSS per phase, and writes
 bench/results/import_export.json (one entry per database vendor). DEBUG is off unless DJANGO_DEBUG says otherwise.
@@ -80,15 +80,16 @@ def generate(path: Path, n: int) -> None:
 # --- phases, each run in a child process -----------------------------------------------------------------
 
 
-def phase_import(project_slug: str, path: str) -> dict:
+def phase_import(project_slug: str, spec: str) -> dict:
+    """``flags:PATH`` imports as every door does by default (quality flags on); ``no-flags:PATH`` without them."""
     from curation.models import Project
     from curation.services.imports import import_file
 
+    mode, path = spec.split(":", 1)
     project = Project.objects.get(slug=project_slug)
-    # Quality flags are measured on their own (phase "flags"): at their pace they would hide the import's.
-    job = import_file(project=project, path=path, format="jsonl", flag_quality=False)
+    job = import_file(project=project, path=path, format="jsonl", flag_quality=mode == "flags")
     assert job.status == "succeeded", job.message
-    return {"rows": job.read_count, "imported": job.imported_count, "message": job.message}
+    return {"rows": job.read_count, "imported": job.imported_count, "message": job.message, "flags": mode == "flags"}
 
 
 def phase_flags(project_slug: str, limit: str) -> dict:
@@ -239,10 +240,16 @@ def main() -> None:
     generate(source, args.n)
     print(f"Generated {args.n:,} records ({source.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f}s")
     project = Project.objects.create(name=f"Bench {time.time():.0f}", slug=f"bench-{time.time_ns()}")
-    results = {"n": args.n, "database": connection.vendor, "file_mb": round(source.stat().st_size / 2**20, 1)}
+    bare = Project.objects.create(name=f"Bench no flags {time.time():.0f}", slug=f"bench-bare-{time.time_ns()}")
+    results = {"n": args.n, "database": connection.vendor, "file_mb": round(source.stat().st_size / 2**20, 1),
+               "load_average_before": os.getloadavg()}
     try:
-        results["import"] = run_child("import", project.slug, str(source))
-        results["reimport"] = run_child("import", project.slug, str(source))
+        # THE import figure: the default path (quality flags on), as the command, the API and the page run it.
+        results["import"] = run_child("import", project.slug, f"flags:{source}")
+        results["import_no_flags"] = run_child("import", bare.slug, f"no-flags:{source}")
+        if not args.keep:
+            cleanup(bare)
+        results["reimport"] = run_child("import", project.slug, f"flags:{source}")
         results["flags"] = run_child("flags", project.slug, str(args.flags_n))
         approve_everything(project)
         results["freeze"] = run_child("freeze", project.slug, "")
@@ -255,10 +262,12 @@ def main() -> None:
         for path in work.iterdir():
             path.unlink()
         work.rmdir()
-    for name in ("import", "reimport", "flags", "freeze", "export_sft", "export_dpo"):
+    results["load_average_after"] = os.getloadavg()
+    print(f"load average {results['load_average_before'][0]:.1f} before, {results['load_average_after'][0]:.1f} after")
+    for name in ("import", "import_no_flags", "reimport", "flags", "freeze", "export_sft", "export_dpo"):
         r = results[name]
         server = f" + db {r['server_cpu_s']:.2f}s" if r["server_cpu_s"] is not None else ""
-        print(f"{name:11s} {r['rows']:>9,} rows  {r['seconds']:7.2f}s (cpu {r['cpu_s']:.2f}s{server})  "
+        print(f"{name:15s} {r['rows']:>9,} rows  {r['seconds']:7.2f}s (cpu {r['cpu_s']:.2f}s{server})  "
               f"{r['rows_per_s']:>9,} rows/s  "
               f"peak RSS {r['peak_rss_mb']:6.1f} MB (baseline {r['baseline_rss_mb']:.1f} MB)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
