@@ -1,4 +1,4 @@
-"""Full-text search over prompts and their completions, on the indexes of migration 0008_fulltext_search.
+"""Full-text search over prompts and their completions, on the indexes of migration 0009_fulltext_search.
 
 Words, not substrings: "capital" finds "Capital" and "capital," but not "capitalization". Every word of the
 query must appear somewhere in the prompt or its completions (AND); case and punctuation do not matter.

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0008_fulltext_search'),
+        ('curation', '0009_fulltext_search'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -205,7 +205,7 @@ def _run(statements_by_vendor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("curation", "0007_teacher_engine")]
+    dependencies = [("curation", "0008_teacher_engine")]
 
     operations = [
         migrations.RunPython(
