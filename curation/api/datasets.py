@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import django_filters
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers, serializers, status, viewsets
@@ -13,17 +12,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import router
-from config.downloads import ranged_file_response
 from config.limits import MAX_INT32
+from curation.downloads import export_response
 from curation.models import DatasetVersion, Membership
 from curation.selectors.access import access_project, check_role, projects_visible_to
 from curation.selectors.versions import dataset_version_card
 from curation.services.datasets import (
     EXPORT_FORMATS,
     EXPORT_SPLITS,
-    dataset_export_lines,
     dataset_version_freeze,
-    prepared_export,
 )
 
 
@@ -132,17 +129,7 @@ class DatasetVersionViewSet(viewsets.ReadOnlyModelViewSet):
         query.is_valid(raise_exception=True)
         kind, split = query.validated_data["kind"], query.validated_data["split"]
         name = f"{version.project.slug}-v{version.number}-{kind}-{split}.jsonl"
-        prepared = prepared_export(version=version, format=kind, split=split)
-        if prepared is not None:
-            # Resumable: Range / If-Range against an ETag of the version's content hash.
-            return ranged_file_response(request, prepared, filename=name, content_type="application/x-ndjson",
-                                        etag=f"{version.content_hash}-{kind}-{split}")
-        # Not prepared yet (the worker writes the files after a freeze): stream from the database, constant memory.
-        lines = dataset_export_lines(version=version, format=kind, split=split)
-        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        response["Accept-Ranges"] = "none"
-        return response
+        return export_response(request, version, kind=kind, split=split, filename=name)
 
     @extend_schema(responses={(200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="The card.")})
     @action(detail=True, methods=["get"], filter_backends=[], renderer_classes=[MarkdownRenderer])

@@ -7,11 +7,12 @@ import tempfile
 import zipfile
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.downloads import export_response
 from curation.markdown import render_markdown
 from curation.models import Membership
 from curation.selectors.access import access_project, access_project_role
@@ -30,7 +31,7 @@ from curation.services.contamination import (
     project_check_contamination,
     prompts_exclude_contaminated,
 )
-from curation.services.datasets import EXPORT_FORMATS, EXPORT_SPLITS, dataset_export, dataset_export_lines
+from curation.services.datasets import EXPORT_FORMATS, EXPORT_SPLITS, dataset_export
 
 TEMPLATE = "curation/version_detail.html"
 CURATOR = Membership.Role.CURATOR
@@ -92,12 +93,9 @@ def version_download(request: HttpRequest, slug: str, number: int) -> HttpRespon
     if kind == "zip":
         return _bundle(version, stem)
     try:
-        lines = dataset_export_lines(version=version, format=kind, split=split)
+        return export_response(request, version, kind=kind, split=split, filename=f"{stem}-{kind}-{split}.jsonl")
     except ValidationError as error:
         return HttpResponse(" ".join(error.messages), status=400, content_type="text/plain")
-    response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-    response["Content-Disposition"] = f'attachment; filename="{stem}-{kind}-{split}.jsonl"'
-    return response
 
 
 def _bundle(version, stem: str) -> FileResponse:

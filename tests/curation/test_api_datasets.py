@@ -102,3 +102,13 @@ def test_prepared_export_downloads_resume_with_range(project, curator, settings,
     past = api.get(url, {"kind": "sft", "split": "all"}, HTTP_RANGE=f"bytes={len(full)}-")
     assert past.status_code == 416 and past["Content-Range"] == f"bytes */{len(full)}"
     assert api.get(url, {"kind": "sft", "split": "all"}, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    # The version page's download button is the same door.
+    from django.test import Client
+    from django.urls import reverse
+
+    page = Client()
+    page.force_login(curator)
+    button = page.get(reverse("curation:version_download", args=[project.slug, version.number]),
+                      {"kind": "sft", "split": "all"}, HTTP_RANGE="bytes=100-")
+    assert button.status_code == 206 and full[:100] + b"".join(button.streaming_content) == full
