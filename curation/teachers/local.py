@@ -14,6 +14,7 @@ from typing import Any
 
 from curation.teachers.base import Candidate, GenerationParams, PromptInput, PromptResult, TeacherError, to_messages
 from curation.teachers.threads import apply_model_threads
+from training.ml.student import eos_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class LocalTeacher:
         tokenizer, model = self._tokenizer, self._model
         # The chat template already holds any special tokens the model expects.
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        eos_ids = _eos_ids(model, tokenizer)
+        eos_ids = eos_token_ids(model, tokenizer)
         if params.seed is not None:
             # Seeded per batch: the same prompts batched the same way give the same samples.
             torch.manual_seed(params.seed + start)
@@ -121,15 +122,6 @@ def _sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
     # top_k=0 overrides a top_k some models set in generation_config.json, matching the
     # OpenAI-style parameters (temperature, top_p) the HTTP teacher takes.
     return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    configured = model.generation_config.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [i for i in ids if i is not None]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
 
 
 def _chosen_logprobs(step_logits: tuple[Any, ...], generated: Any) -> Any:

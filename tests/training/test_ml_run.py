@@ -36,7 +36,10 @@ def test_sft_loss_falls_on_a_tiny_overfit_set_and_exports(make_config):
     assert report["status"] == "succeeded"
     assert report["data"]["examples"] == 4
     assert report["params"]["teacher"] == result.teacher_params
-    assert report["kept_layers"] == [0, 3]
+    # Layers chosen by measured starting loss (the default): the report shows the winner among the candidates.
+    selection = report["layer_selection"]
+    assert report["kept_layers"] == selection["kept"] and len(selection["kept"]) == 2
+    assert selection["starting_loss"] == min(c["loss"] for c in selection["candidates"])
     assert len(report["train_file_sha256"]) == 64
     assert [point["loss"] for point in report["loss_history"]] == losses
 

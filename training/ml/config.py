@@ -7,11 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-Method = Literal["sft", "kd", "dpo"]
+Method = Literal["sft", "kd", "onpolicy", "dpo"]
 StudentSource = Literal["folder", "derive", "lora"]
+LayerSelectionName = Literal["even", "importance"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-METHODS: tuple[str, ...] = ("sft", "kd", "dpo")
+METHODS: tuple[str, ...] = ("sft", "kd", "onpolicy", "dpo")
+LAYER_SELECTIONS: tuple[str, ...] = ("even", "importance")
 STUDENT_SOURCES: tuple[str, ...] = ("folder", "derive", "lora")
 
 
@@ -27,6 +29,9 @@ class TrainConfig:
     student_path: str = ""  # the student folder, or the base model for "lora"
     teacher_path: str = ""  # needed for "derive" and "kd"; elsewhere only used for the parameter count
     keep_layers: int = 10  # K of the teacher's N layers for "derive"
+    # "importance": measured on calibration replies (training.ml.pruning); "even": evenly spaced
+    layer_selection: LayerSelectionName = "importance"
+    calibration_examples: int = 64  # rows of train_file used to choose the layers
     train_file: str = ""
     output_dir: str = ""
 
@@ -53,6 +58,21 @@ class TrainConfig:
     kd_alpha: float = 0.5  # weight of the cross-entropy on the curated tokens; 1 - alpha goes to the divergence
     kd_jsd_beta: float = 0.0  # 0: forward KL(teacher || student), 1: reverse KL, between: generalised JSD
 
+    # A folder written by training.ml.logit_cache for train_file: "kd" then reads the teacher's top-k from disk
+    # and keeps no teacher in memory (a "derive" student still reads the teacher once to copy its layers).
+    logit_cache_dir: str = ""
+
+    # on-policy distillation (method "onpolicy"): with probability lmbda a batch's replies are sampled from the
+    # student and scored by the live teacher; otherwise the curated replies are used (GKD, Agarwal et al. 2024).
+    onpolicy_lmbda: float = 0.5
+    onpolicy_max_new_tokens: int = 128
+    onpolicy_temperature: float = 1.0
+
+    # recovery stage: before the curated set, distil on general teacher-written conversations (an export-format
+    # file), for recovery_steps steps, to heal the cut of a derived student.
+    recovery_file: str = ""
+    recovery_steps: int = 0
+
     dpo_beta: float = 0.1
 
     lora_r: int = 16
@@ -70,8 +90,22 @@ class TrainConfig:
             problems.append(f"student_source must be one of {STUDENT_SOURCES}, not {self.student_source!r}")
         if self.student_source in ("folder", "lora") and not self.student_path:
             problems.append(f"student_path is required for student_source={self.student_source!r}")
-        if (self.student_source == "derive" or self.method == "kd") and not self.teacher_path:
+        if (self.student_source == "derive" or self.method in ("kd", "onpolicy")) and not self.teacher_path:
             problems.append("teacher_path is required to derive a student or to distil logits")
+        if self.layer_selection not in LAYER_SELECTIONS:
+            problems.append(f"layer_selection must be one of {LAYER_SELECTIONS}, not {self.layer_selection!r}")
+        if self.calibration_examples < 1:
+            problems.append("calibration_examples must be at least 1")
+        if self.logit_cache_dir and self.method != "kd":
+            problems.append("logit_cache_dir is used by method 'kd' only")
+        if not 0.0 <= self.onpolicy_lmbda <= 1.0:
+            problems.append("onpolicy_lmbda must lie in [0, 1]")
+        if self.onpolicy_max_new_tokens < 1 or self.onpolicy_temperature <= 0:
+            problems.append("onpolicy_max_new_tokens must be >= 1 and onpolicy_temperature positive")
+        if self.recovery_steps < 0 or (self.recovery_steps > 0 and not self.recovery_file):
+            problems.append("recovery_steps needs a recovery_file (and cannot be negative)")
+        if self.recovery_steps > 0 and self.method == "dpo":
+            problems.append("the recovery stage distils replies: it does not apply to DPO")
         if self.student_source == "derive" and self.keep_layers < 1:
             problems.append("keep_layers must be at least 1")
         if not self.train_file:

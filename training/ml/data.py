@@ -117,7 +117,8 @@ def tokenize_sft(
         if targets == 0:
             stats.dropped += 1
             continue
-        examples.append({"input_ids": full, "labels": labels})
+        # row: the line among the file's rows, the key of the offline teacher logits (training.ml.logit_cache)
+        examples.append({"input_ids": full, "labels": labels, "row": number - 1})
         stats.tokens += len(full)
         stats.target_tokens += targets
     stats.examples = len(examples)
@@ -178,6 +179,14 @@ class CausalLMCollator:
             label_t[row, :n] = torch.tensor(example["labels"])
             mask[row, :n] = 1
         return {"input_ids": input_ids, "labels": label_t, "attention_mask": mask}
+
+
+def padded_batches(examples: list[dict[str, list[int]]], batch_size: int, pad_id: int):
+    """(start, input_ids, labels, attention_mask) for forward-only passes over examples, right padded."""
+    collate = CausalLMCollator(pad_id)
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size])
+        yield start, batch["input_ids"], batch["labels"], batch["attention_mask"]
 
 
 def load_sft_dataset(

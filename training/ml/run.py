@@ -86,22 +86,96 @@ def _make_trainer(config: TrainConfig, student: Any, callback: ProgressCallback)
         return trainer, stats
 
     from training.ml.data import CausalLMCollator, load_sft_dataset
-    from training.ml.trainers import DistillTrainer, sft_arguments
 
-    if config.method == "kd":
+    if config.method in ("kd", "onpolicy"):
         _check_same_vocabulary(config, student.tokenizer)
     dataset, stats = load_sft_dataset(config.train_file, student.tokenizer, config.max_seq_len)
-    trainer = DistillTrainer(
+    trainer = _distill_trainer(config, student, dataset, config.max_steps, config.checkpoints_dir, [callback])
+    return trainer, stats
+
+
+def _distill_trainer(config: TrainConfig, student: Any, dataset: Any, max_steps: int, folder: Path, callbacks):
+    """SFT, KD (live or cached) or on-policy: one trainer class each, one construction."""
+    from training.ml.data import CausalLMCollator
+    from training.ml.trainers import DistillTrainer, OnPolicyDistillTrainer, common_arguments
+
+    from transformers import TrainingArguments
+
+    onpolicy = config.method == "onpolicy"
+    # On-policy sampling needs each example's prompt in its own padded row.
+    collator: Any = CausalLMCollator(student.tokenizer.pad_token_id, padding_free=config.packing and not onpolicy)
+    cached = config.method == "kd" and bool(config.logit_cache_dir) and folder == config.checkpoints_dir
+    if cached:
+        from training.ml.logit_cache import CachedLogitsCollator, LogitCache
+
+        cache = LogitCache(config.logit_cache_dir)
+        cache.check(config.train_file, student.tokenizer, config.max_seq_len)
+        collator = CachedLogitsCollator(collator, cache)
+    args = TrainingArguments(**{**common_arguments(config), "output_dir": str(folder), "max_steps": max_steps})
+    kwargs: dict[str, Any] = {}
+    trainer_class = DistillTrainer
+    if onpolicy and folder == config.checkpoints_dir:
+        from training.ml.student import eos_token_ids
+
+        trainer_class = OnPolicyDistillTrainer
+        kwargs = {
+            "pad_token_id": student.tokenizer.pad_token_id,
+            "eos_token_ids": eos_token_ids(student.model, student.tokenizer),
+        }
+    return trainer_class(
         model=student.model,
-        args=sft_arguments(config),
+        args=args,
         train_dataset=dataset,
-        data_collator=CausalLMCollator(student.tokenizer.pad_token_id, padding_free=config.packing),
+        data_collator=collator,
         processing_class=student.tokenizer,
-        callbacks=[callback],
+        callbacks=callbacks,
         teacher=student.teacher,
         train_config=config,
+        cached_teacher=cached,
+        **kwargs,
     )
-    return trainer, stats
+
+
+def run_recovery(config: TrainConfig, student: Any, progress: ProgressFn | None, should_stop: StopFn | None):
+    """The recovery stage: distil on general teacher text before the curated set (live KD when the teacher is
+    in memory, else sequence-level distillation: SFT on the teacher's own replies). Done once per run folder;
+    a resumed run reloads the recovered weights instead of repeating it."""
+    import torch
+
+    folder = Path(config.output_dir) / "recovery"
+    done = folder / "model"
+    if (done / "model.safetensors").exists():
+        from safetensors.torch import load_file
+
+        student.model.load_state_dict(load_file(str(done / "model.safetensors")), strict=False)
+        return json.loads((folder / "summary.json").read_text())
+    from training.ml.data import load_sft_dataset
+
+    dataset, stats = load_sft_dataset(config.recovery_file, student.tokenizer, config.max_seq_len)
+    stage = ProgressCallback(
+        (lambda event: progress({**event, "stage": "recovery"})) if progress else None, should_stop
+    )
+    trainer = _distill_trainer(config, student, dataset, config.recovery_steps, folder / "checkpoints", [stage])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=None)
+    summary = {
+        "steps": trainer.state.global_step,
+        "examples": stats.examples,
+        "train_loss": output.training_loss if trainer.state.global_step else None,
+        "seconds": round(time.monotonic() - started, 2),
+        "stopped": stage.stopped,
+        "with_teacher_logits": student.teacher is not None,
+    }
+    if not stage.stopped:
+        folder.mkdir(parents=True, exist_ok=True)
+        student.model.save_pretrained(done)
+        (folder / "summary.json").write_text(json.dumps(summary))
+    del trainer
+    torch.set_grad_enabled(True)
+    return summary
 
 
 def _export(trainer: Any, tokenizer: Any, folder: Path) -> None:
@@ -147,6 +221,12 @@ def run_training(
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     student = build_student(config)
+    recovery = None
+    if config.recovery_steps > 0 and last_checkpoint(config) is None:
+        recovery = run_recovery(config, student, progress, should_stop)
+        if recovery["stopped"]:
+            # Cancelled during recovery: nothing of the main stage exists, the next attempt redoes recovery.
+            return _cancelled_in_recovery(config, student, wall_start)
     callback = ProgressCallback(progress, should_stop)
     trainer, stats = _build_trainer(config, student, callback, callbacks or [])
 
@@ -182,11 +262,23 @@ def run_training(
         metrics={k: v for k, v in output.metrics.items() if isinstance(v, int | float)},
     )
     if trainer.is_world_process_zero():
-        write_report(config, result, stats, student, state.log_history)
+        write_report(config, result, stats, student, state.log_history, recovery)
     return result
 
 
-def write_report(config: TrainConfig, result: TrainResult, stats: Any, student: Any, history: list) -> Path:
+def _cancelled_in_recovery(config: TrainConfig, student: Any, wall_start: float) -> TrainResult:
+    return TrainResult(
+        status="cancelled", output_dir=config.output_dir, model_dir=None, checkpoint=None, final_loss=None,
+        train_loss=None, steps=0, total_steps=0, wall_seconds=round(time.monotonic() - wall_start, 2),
+        train_seconds=0.0, tokens=0, tokens_per_second=None, teacher_params=student.teacher_params,
+        student_params=student.student_params, trainable_params=student.trainable_params, resumed_from_step=0,
+        report_path=None,
+    )
+
+
+def write_report(
+    config: TrainConfig, result: TrainResult, stats: Any, student: Any, history: list, recovery: dict | None = None
+) -> Path:
     import torch
     import transformers
 
@@ -208,6 +300,9 @@ def write_report(config: TrainConfig, result: TrainResult, stats: Any, student: 
         "data": asdict(stats),
         "params": params,
         "kept_layers": student.kept_layers,
+        "layer_selection": student.notes.get("layer_selection"),
+        "recovery": recovery,
+        "logit_cache": _cache_summary(config),
         "result": result.to_dict(),
         "loss_history": [
             {"step": entry["step"], "loss": entry["loss"]} for entry in history if "loss" in entry
@@ -218,3 +313,13 @@ def write_report(config: TrainConfig, result: TrainResult, stats: Any, student: 
     path = Path(config.output_dir) / "report.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return path
+
+
+def _cache_summary(config: TrainConfig) -> dict | None:
+    if not config.logit_cache_dir:
+        return None
+    from training.ml.logit_cache import CacheManifest
+
+    manifest = CacheManifest.load(config.logit_cache_dir)
+    return {"folder": config.logit_cache_dir, "teacher": manifest.teacher, "top_k": manifest.top_k,
+            "sha256": manifest.sha256, "size_bytes": manifest.size_bytes}

@@ -82,14 +82,19 @@ def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def derive_student(teacher: PreTrainedModel, keep: int) -> tuple[PreTrainedModel, list[int]]:
-    """A new model with `keep` of the teacher's layers; every weight copied, none left at random init."""
+def derive_student(
+    teacher: PreTrainedModel, keep: int, *, layers: list[int] | None = None
+) -> tuple[PreTrainedModel, list[int]]:
+    """A new model with `keep` of the teacher's layers (evenly spaced unless `layers` names them); every weight
+    copied, none left at random init."""
     import copy
 
     from transformers import AutoModelForCausalLM
 
     total = teacher.config.num_hidden_layers
-    kept = evenly_spaced_layers(total, keep)
+    kept = sorted(layers) if layers is not None else evenly_spaced_layers(total, keep)
+    if len(set(kept)) != keep or not all(0 <= i < total for i in kept):
+        raise ValueError(f"layers {kept} are not {keep} distinct layers of {total}")
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = keep
     # Hybrid models (sliding/full attention per layer) list a type per layer: keep the kept layers' types.
@@ -115,24 +120,48 @@ def derive_student(teacher: PreTrainedModel, keep: int) -> tuple[PreTrainedModel
     return student, kept
 
 
+def needs_live_teacher(config: TrainConfig) -> bool:
+    """The teacher's forward pass runs at every step: on-policy always, logit KD unless its logits are cached."""
+    return config.method == "onpolicy" or (config.method == "kd" and not config.logit_cache_dir)
+
+
 def build_student(config: TrainConfig) -> Student:
-    """Load or build the student; the teacher too when it is needed (derive, kd), once for both uses."""
+    """Load or build the student; the teacher too when it is needed (derive, live KD), once for both uses."""
+    import gc
+
     source = config.student_source
     teacher = None
-    if source == "derive" or config.method == "kd":
+    if source == "derive" or needs_live_teacher(config):
         teacher = load_causal_lm(config.teacher_path)
         teacher.eval().requires_grad_(False)
     teacher_params = count_params(teacher) if teacher is not None else None
     if teacher_params is None and config.teacher_path:
         teacher_params = count_params_in_folder(config.teacher_path)
-    kd_teacher = teacher if config.method == "kd" else None
+    kd_teacher = teacher if needs_live_teacher(config) else None
 
     if source == "derive":
         tokenizer = load_tokenizer(config.teacher_path)
-        model, kept = derive_student(teacher, config.keep_layers)
+        notes: dict[str, Any] = {}
+        layers = None
+        if config.layer_selection == "importance":
+            from training.ml.data import read_jsonl
+            from training.ml.pruning import select_layers
+
+            selection = select_layers(
+                teacher, tokenizer, read_jsonl(config.train_file), config.keep_layers,
+                max_examples=config.calibration_examples, max_len=min(config.max_seq_len, 512),
+            )
+            layers = selection.kept
+            notes["layer_selection"] = selection.to_dict()
+        model, kept = derive_student(teacher, config.keep_layers, layers=layers)
         model.requires_grad_(True)
         params = count_params(model)
-        return Student(model, tokenizer, teacher_params, params, params, kept_layers=kept, teacher=kd_teacher)
+        if kd_teacher is None:
+            del teacher
+            gc.collect()  # the cached-logit path must not keep the teacher's weights around
+        return Student(
+            model, tokenizer, teacher_params, params, params, kept_layers=kept, teacher=kd_teacher, notes=notes
+        )
 
     tokenizer = load_tokenizer(config.student_path)
     model = load_causal_lm(config.student_path)
@@ -155,6 +184,16 @@ def build_student(config: TrainConfig) -> Student:
     return Student(
         model, tokenizer, teacher_params, params, trainable, teacher=kd_teacher, notes={"lora_r": config.lora_r}
     )
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a reply: the generation config's (one or a list) and the tokenizer's eos."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    ids = [i for i in ids if i is not None]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
 
 
 def export_student(model: Any, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:

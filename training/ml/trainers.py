@@ -1,4 +1,5 @@
-"""Trainer subclasses: SFT and logit distillation share one loss; DPO is TRL's DPOTrainer.
+"""Trainer subclasses: SFT, logit distillation (live or cached teacher) and on-policy distillation share one
+loss; DPO is TRL's DPOTrainer.
 
 Why a hand-written distillation loss: TRL's `trl.experimental.gkd` computes its generalised JSD at temperature 1
 whatever `GKDConfig.temperature` says (that only affects sampling), and TRL's `DistillationTrainer` trains
@@ -28,6 +29,11 @@ def divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, te
     """
     s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    return divergence_from_log_probs(s, t, beta=beta)
+
+
+def divergence_from_log_probs(s: torch.Tensor, t: torch.Tensor, *, beta: float) -> torch.Tensor:
+    """The generalised JSD of `divergence`, on log-probabilities already softened and normalised."""
     if beta == 0.0:
         return F.kl_div(s, t, reduction="none", log_target=True).sum(-1)
     if beta == 1.0:
@@ -67,10 +73,19 @@ class DistillTrainer(TokenCountMixin, Trainer):
     # compute_loss divides by the token count of the whole accumulated batch itself.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args: Any, teacher: torch.nn.Module | None = None, train_config: TrainConfig, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        teacher: torch.nn.Module | None = None,
+        train_config: TrainConfig,
+        cached_teacher: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.train_config = train_config
         self.teacher = teacher
+        # The collator adds the teacher's cached top-k to each batch (training.ml.logit_cache).
+        self.cached_teacher = cached_teacher
         # Always have the Trainer count target tokens over the accumulated batch (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -88,6 +103,7 @@ class DistillTrainer(TokenCountMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        cached = (inputs.pop("teacher_values", None), inputs.pop("teacher_indices", None))
         targets = labels[:, 1:]
         valid = targets != IGNORE
         # Position i predicts token i + 1; the last position predicts nothing.
@@ -107,6 +123,16 @@ class DistillTrainer(TokenCountMixin, Trainer):
             # T^2 keeps the divergence's gradient scale independent of the temperature (Hinton et al.).
             loss_sum = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * cfg.kd_temperature**2 * kd
             self._parts["kd"] += float(kd.detach())
+        elif self.cached_teacher:
+            from training.ml.logit_cache import cached_divergence
+
+            values, indices = cached
+            kd = cached_divergence(
+                logits, values.to(logits.device), indices.to(logits.device),
+                temperature=cfg.kd_temperature, beta=cfg.kd_jsd_beta,
+            ).sum()
+            loss_sum = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * cfg.kd_temperature**2 * kd
+            self._parts["kd"] += float(kd.detach())
         self._parts["ce"] += float(ce.detach())
         self._parts["n"] += int(y.numel())
 
@@ -122,10 +148,90 @@ class DistillTrainer(TokenCountMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._parts["n"]:
             logs["ce_loss"] = round(self._parts["ce"] / self._parts["n"], 6)
-            if self.teacher is not None:
+            if self.teacher is not None or self.cached_teacher:
                 logs["kd_loss"] = round(self._parts["kd"] / self._parts["n"], 6)
             self._parts = {"ce": 0.0, "kd": 0.0, "n": 0}
         super().log(logs, start_time)
+
+
+class OnPolicyDistillTrainer(DistillTrainer):
+    """On-policy distillation: with probability lmbda the student writes the replies, the teacher scores them.
+
+    The idea and the lmbda/beta knobs are TRL's GKD (Agarwal et al. 2024). Hand-written on our DistillTrainer
+    instead of `trl.experimental.gkd.GKDTrainer` because GKD's generalised JSD runs at temperature 1 whatever
+    `GKDConfig.temperature` says (that only changes sampling), and because this keeps the reply-only logits,
+    token counting, progress and cancel of the other methods. The loss on a sampled batch is the divergence to
+    the teacher on the sampled tokens (no cross-entropy: a sample is not a target); on a curated batch it is the
+    usual kd_alpha mix.
+    """
+
+    def __init__(self, *args: Any, pad_token_id: int, eos_token_ids: list[int], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.teacher is None:
+            raise ValueError("on-policy distillation needs the teacher in memory to score the student's samples")
+        self.pad_token_id = pad_token_id
+        self.eos_token_ids = eos_token_ids
+        self._rng = torch.Generator().manual_seed(self.args.seed)
+        self.onpolicy_batches = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        cfg = self.train_config
+        if float(torch.rand((), generator=self._rng)) < cfg.onpolicy_lmbda:
+            inputs = self.sample_replies(model, inputs)
+            self.onpolicy_batches += 1
+            # num_items_in_batch counted the curated replies; the sampled ones differ in length.
+            num_items_in_batch = None
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def sample_replies(self, model, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's prompts (left padded) with replies sampled from the student, labelled for the loss."""
+        from training.ml.data import CausalLMCollator
+
+        cfg = self.train_config
+        prompts = []
+        for ids, labels, mask in zip(inputs["input_ids"], inputs["labels"], inputs["attention_mask"], strict=True):
+            n = int(mask.sum())
+            reply = (labels[:n] != IGNORE).nonzero()
+            cut = int(reply[0]) if len(reply) else n
+            prompts.append(ids[:cut].tolist())
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        student = self.accelerator.unwrap_model(model)
+        was_training = student.training
+        student.eval()
+        with torch.no_grad():
+            out = student.generate(
+                input_ids=ids.to(self.args.device), attention_mask=mask.to(self.args.device),
+                do_sample=True, temperature=cfg.onpolicy_temperature, top_p=1.0, top_k=0,
+                max_new_tokens=cfg.onpolicy_max_new_tokens, pad_token_id=self.pad_token_id,
+                eos_token_id=self.eos_token_ids, use_cache=True,
+            )
+        student.train(was_training)
+        examples = []
+        for row, prompt in enumerate(prompts):
+            new = out[row, width:].tolist()
+            stop = next((i for i, t in enumerate(new) if t in self.eos_token_ids), None)
+            reply = new if stop is None else new[: stop + 1]
+            examples.append({"input_ids": prompt + reply, "labels": [IGNORE] * len(prompt) + reply})
+        batch = CausalLMCollator(self.pad_token_id)(examples)
+        batch["sampled"] = torch.ones(1)
+        return batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        if inputs.pop("sampled", None) is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # A sampled batch: pure divergence to the teacher on the student's own tokens.
+        alpha = self.train_config.kd_alpha
+        self.train_config.kd_alpha = 0.0
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.train_config.kd_alpha = alpha
 
 
 def cpu_has_bf16() -> bool:
