@@ -390,8 +390,10 @@ class Teacher(models.Model):
     def local_path(self) -> Path:
         """A local teacher's model folder or .gguf file. Relative paths live in the data dir, so a registered
         teacher survives moving the data dir."""
+        from curation.teachers.paths import in_data_dir
+
         path = Path(self.model_path) / self.gguf_file if self.gguf_file else Path(self.model_path)
-        return path if path.is_absolute() else Path(settings.DATA_DIR) / path
+        return in_data_dir(path, Path(settings.DATA_DIR))
 
 
 class GenerationJob(BackgroundJob):

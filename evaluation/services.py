@@ -32,6 +32,7 @@ from curation.services.trust import (
     registered_model_path,
     registered_resource,
 )
+from curation.teachers.paths import in_data_dir
 from evaluation.harness import (
     ChildDied,
     EvalOptions,
@@ -75,8 +76,8 @@ def _clean_options(options: dict | None) -> dict:
 
 
 def _local_path(path: str) -> Path:
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else (Path(settings.BASE_DIR) / candidate).resolve()
+    # The same rule as teachers and training students: relative paths live in the data dir.
+    return in_data_dir(path, Path(settings.DATA_DIR))
 
 
 def _model_path(raw_path: str, actor) -> Path:
@@ -106,20 +107,14 @@ def _teacher_spec(project: Project, teacher_id: int) -> dict:
     return {**spec, "kind": "gguf" if path.suffix == ".gguf" else "hf", "path": str(path)}
 
 
-def training_run_model_dir(training_run) -> Path:
-    """Where a training run exported its student (``<artifact_dir>/model``, or what its report says)."""
-    report_dir = (training_run.report or {}).get("model_dir")
-    return Path(report_dir) if report_dir else Path(training_run.artifact_dir or "/nonexistent") / "model"
-
-
 def _training_spec(project: Project, training_run_id: int) -> dict:
     from training.models import TrainingRun
 
     run = TrainingRun.objects.filter(pk=training_run_id, dataset_version__project=project).first()
     if run is None:
         raise ValidationError({"models": f"Training run {training_run_id} does not exist in this project."})
-    folder = training_run_model_dir(run)
-    if run.status != JobStatus.SUCCEEDED or not (folder / "config.json").exists():
+    folder = Path(run.model_dir)  # "" unless the run succeeded
+    if not run.model_dir or not (folder / "config.json").exists():
         raise ValidationError({"models": f"Training run {run.pk} has no exported student model yet."})
     label = run.name or f"training-run-{run.pk}"
     return {"label": label, "role": "student", "kind": "hf", "path": str(folder), "source": {"training_run_id": run.pk}}

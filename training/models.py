@@ -53,6 +53,8 @@ class TrainingRun(BackgroundJob):
     @property
     def model_dir(self) -> str:
         """The trained student (safetensors + tokenizer + chat template), once the run succeeded."""
+        from training.ml.config import student_model_dir
+
         if self.status != JobStatus.SUCCEEDED or not self.artifact_dir:
             return ""
-        return str(Path(self.artifact_dir) / "model")
+        return str(student_model_dir(self.artifact_dir))

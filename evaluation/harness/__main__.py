@@ -40,6 +40,9 @@ def cmd_model(args: argparse.Namespace) -> int:
     from .runner import evaluate_model
 
     _exit_with_parent()
+    from training.ml.machine import configure_threads
+
+    configure_threads()  # torch's default (every logical CPU) ran a teacher batch 10x slower under load
     config = ModelRunConfig.from_dict(json.loads(Path(args.config).read_text()))
     error = Path(config.output_dir) / "error.json"
     if config.model.is_api:

@@ -17,6 +17,15 @@ LAYER_SELECTIONS: tuple[str, ...] = ("even", "importance")
 STUDENT_SOURCES: tuple[str, ...] = ("folder", "derive", "lora")
 
 
+STUDENT_MODEL_FOLDER = "model"
+
+
+def student_model_dir(output_dir: Path | str) -> Path:
+    """The one rule for where a run's trained student lies: `<output_dir>/model` (safetensors, tokenizer, chat
+    template). TrainConfig.model_dir, TrainingRun.model_dir and evaluation all use this function."""
+    return Path(output_dir) / STUDENT_MODEL_FOLDER
+
+
 @dataclass
 class TrainConfig:
     """Everything one training run needs; paths are local folders and files, never hub ids.
@@ -159,4 +168,4 @@ class TrainConfig:
 
     @property
     def model_dir(self) -> Path:
-        return Path(self.output_dir) / "model"
+        return student_model_dir(self.output_dir)
