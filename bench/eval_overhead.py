@@ -86,7 +86,7 @@ def run_cli(config, include_path: str, out: Path) -> float:
     """The same model, tasks and options through ``python -m lm_eval``, on an already written task folder."""
     command = lm_eval_command(config, list(HELDOUT_TASKS), include_path, str(out))
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lm_eval", *command[1:]], env=child_env(config),
+    proc = subprocess.run([sys.executable, "-m", "lm_eval", *command[1:]], env=child_env(config.offline),
                           cwd=PROJECT_ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:

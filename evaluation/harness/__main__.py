@@ -72,6 +72,23 @@ def _no_redirects() -> None:
     requests.sessions.DEFAULT_REDIRECT_LIMIT = 0
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from .fidelity import FidelityRunConfig, run_fidelity
+    from training.ml.machine import configure_threads
+
+    _exit_with_parent()
+    configure_threads()
+    config = FidelityRunConfig.from_dict(json.loads(Path(args.config).read_text()))
+    error = Path(config.output_dir) / "error.json"
+    try:
+        run_fidelity(config, on_progress=_emit)
+    except Exception as exc:  # the parent shows this message; the traceback goes to the log
+        traceback.print_exc()
+        error.write_text(json.dumps({"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     models = [parse_model(m) for m in args.model]
     for model in models:
@@ -154,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="evaluate one model in this process (child side)")
     model.add_argument("config")
     model.set_defaults(func=cmd_model)
+    fidelity = sub.add_parser("fidelity", help="teacher-forced fidelity and fixed-length speed (child side)")
+    fidelity.add_argument("config")
+    fidelity.set_defaults(func=cmd_fidelity)
     held = sub.add_parser("heldout", help="write held-out task YAML")
     held.add_argument("source")
     held.add_argument("folder")

@@ -150,3 +150,87 @@ def measure_fidelity_files(
     student = load_causal_lm(student_dir)
     teacher = load_causal_lm(teacher_dir)
     return measure_fidelity(student, teacher, tokenizer, read_jsonl(data_file), batch_size=batch_size)
+
+
+@dataclass
+class FidelityRunConfig:
+    """One child process: the teacher loaded once, every local student compared with it, every model timed."""
+
+    teacher: Any  # ModelSpec
+    students: list[Any]  # ModelSpec
+    data_file: str  # held-out rows in the curation "sft" export format
+    output_dir: str
+    batch_size: int = 8
+    speed_batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    speed_new_tokens: int = 64
+    speed_repeats: int = 3
+    offline: bool = True
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FidelityRunConfig:
+        from .config import ModelSpec
+
+        data = dict(data)
+        data["teacher"] = ModelSpec(**data["teacher"])
+        data["students"] = [ModelSpec(**s) for s in data["students"]]
+        return cls(**data)
+
+
+def load_spec(spec: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) for a local ModelSpec (a saved folder, or a .gguf file dequantized to float32)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(spec.path)
+    folder, extra = (path.parent, {"gguf_file": path.name}) if spec.kind == "gguf" else (path, {})
+    tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **extra).eval()
+    return model, tokenizer
+
+
+def run_fidelity(config: FidelityRunConfig, on_progress: Any = None) -> dict[str, Any]:
+    """Fidelity of each student to the teacher, and fixed-length speed of every model; writes result.json."""
+    import json
+
+    from .speed import measure_speed, render_prompts
+
+    report = on_progress or (lambda fraction, message: None)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_jsonl(config.data_file)
+    report(0.02, f"loading {config.teacher.label}")
+    teacher, tokenizer = load_spec(config.teacher)
+    prompts = render_prompts(tokenizer, [row["messages"][:-1] for row in rows])
+    batches = tuple(config.speed_batch_sizes)
+
+    def speed_of(model: Any, tok: Any) -> dict[str, Any]:
+        return measure_speed(model, tok, prompts, batch_sizes=batches, new_tokens=config.speed_new_tokens,
+                             repeats=config.speed_repeats).to_dict()
+
+    result: dict[str, Any] = {"teacher": config.teacher.label, "models": {}, "notes": []}
+    steps = len(config.students) + 1
+    report(0.05, f"timing {config.teacher.label}")
+    result["models"][config.teacher.label] = {"role": "teacher", "speed": speed_of(teacher, tokenizer)}
+    for n, spec in enumerate(config.students, start=1):
+        report(0.05 + 0.9 * n / steps, f"fidelity of {spec.label}")
+        student, student_tokenizer = load_spec(spec)
+        entry: dict[str, Any] = {"role": "student"}
+        if student_tokenizer.get_vocab() != tokenizer.get_vocab():
+            result["notes"].append(f"{spec.label} has another tokenizer than the teacher: no token-level fidelity")
+        else:
+            fidelity = measure_fidelity(student, teacher, tokenizer, rows, batch_size=config.batch_size)
+            entry["fidelity"] = fidelity.summary()
+            entry["per_example"] = [asdict(e) for e in fidelity.per_example]
+        entry["speed"] = speed_of(student, student_tokenizer)
+        result["models"][spec.label] = entry
+        del student
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    report(1.0, "done")
+    return result

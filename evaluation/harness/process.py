@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import ChildDied, EvaluationCancelled, HarnessError, ModelResult, ModelRunConfig, TaskUnreachable
 
@@ -27,12 +28,12 @@ Progress = Callable[[float, str], None]
 ShouldCancel = Callable[[], bool]
 
 
-def child_env(config: ModelRunConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(offline: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
-    if config.offline:
+    if offline:
         env.update(OFFLINE_ENV)
     env.update(extra or {})
     return env
@@ -47,17 +48,49 @@ def run_model_subprocess(
     poll_seconds: float = 0.5,
 ) -> ModelResult:
     """Evaluate one model in a child process; raise ``HarnessError`` with its message."""
-    out = Path(config.output_dir)
+    out = run_child("model", config.to_json(), Path(config.output_dir), config.model.label, offline=config.offline,
+                    hide_log=config.model.is_api,
+                    on_progress=on_progress, should_cancel=should_cancel, env=env, poll_seconds=poll_seconds)
+    return ModelResult.load(out / "result.json")
+
+
+def run_fidelity_subprocess(
+    config: Any,
+    *,
+    on_progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    poll_seconds: float = 0.5,
+) -> dict:
+    """Teacher-forced fidelity and fixed-length speed (``fidelity.FidelityRunConfig``) in a child process."""
+    out = run_child("fidelity", config.to_json(), Path(config.output_dir), "fidelity", offline=config.offline,
+                    on_progress=on_progress, should_cancel=should_cancel, poll_seconds=poll_seconds)
+    return json.loads((out / "result.json").read_text())
+
+
+def run_child(
+    command: str,
+    config_text: str,
+    out: Path,
+    label: str,
+    *,
+    offline: bool,
+    hide_log: bool = False,
+    on_progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    env: dict[str, str] | None = None,
+    poll_seconds: float = 0.5,
+) -> Path:
+    """Run ``python -m evaluation.harness COMMAND CONFIG`` and return its folder once result.json is there."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "error.json"):
         (out / stale).unlink(missing_ok=True)
     config_path = out / "config.json"
-    config_path.write_text(config.to_json())
+    config_path.write_text(config_text)
     with (out / "log.txt").open("a", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "evaluation.harness", "model", str(config_path)],
+            [sys.executable, "-m", "evaluation.harness", command, str(config_path)],
             cwd=PROJECT_ROOT,
-            env=child_env(config, env),
+            env=child_env(offline, env),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -68,15 +101,15 @@ def run_model_subprocess(
         cancelled = _wait(proc, should_cancel, poll_seconds)
         reader.join(timeout=5)
     if cancelled:
-        raise EvaluationCancelled(f"evaluation of {config.model.label} was cancelled")
+        raise EvaluationCancelled(f"evaluation of {label} was cancelled")
     if (out / "result.json").exists() and proc.returncode == 0:
-        return ModelResult.load(out / "result.json")
+        return out
     error = out / "error.json"
     if not error.exists() and proc.returncode is not None and (proc.returncode < 0 or proc.returncode == 137):
-        raise ChildDied(_failure_message(config, out, proc.returncode), proc.returncode)
+        raise ChildDied(_failure_message(label, out, proc.returncode, hide_log), proc.returncode)
     kind = json.loads(error.read_text()).get("type") if error.exists() else ""
     raise (TaskUnreachable if kind == "TaskUnreachable" else HarnessError)(
-        _failure_message(config, out, proc.returncode)
+        _failure_message(label, out, proc.returncode, hide_log)
     )
 
 
@@ -113,18 +146,18 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _failure_message(config: ModelRunConfig, out: Path, returncode: int | None) -> str:
+def _failure_message(label: str, out: Path, returncode: int | None, hide_log: bool = False) -> str:
     error = out / "error.json"
     if error.exists():
         return json.loads(error.read_text())["message"]
     if returncode is not None and returncode < 0:
         signame = signal.Signals(-returncode).name
         hint = " (out of memory?)" if signame == "SIGKILL" else ""
-        return f"evaluation of {config.model.label} was killed by {signame}{hint}; see {out / 'log.txt'}"
-    if config.model.is_api:  # the log may quote the endpoint's answers; they stay in the log
-        return f"evaluation of {config.model.label} failed (exit {returncode}); details in log.txt"
+        return f"evaluation of {label} was killed by {signame}{hint}; see {out / 'log.txt'}"
+    if hide_log:  # the log may quote an endpoint's answers; they stay in the log
+        return f"evaluation of {label} failed (exit {returncode}); details in log.txt"
     tail = (out / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
-    return f"evaluation of {config.model.label} failed (exit {returncode}): " + " | ".join(tail)
+    return f"evaluation of {label} failed (exit {returncode}): " + " | ".join(tail)
 
 
 def evaluate_models(

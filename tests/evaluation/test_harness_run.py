@@ -101,7 +101,7 @@ def test_numbers_equal_a_bare_lm_eval_cli_run(evaluated, tmp_path):
     configs, (_, student), _ = evaluated
     command = list(student.lm_eval_command)
     command[command.index("--output_path") + 1] = str(tmp_path / "cli")
-    proc = subprocess.run([sys.executable, "-m", "lm_eval", *command[1:]], env=child_env(configs[1], ENV),
+    proc = subprocess.run([sys.executable, "-m", "lm_eval", *command[1:]], env=child_env(configs[1].offline, ENV),
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cli = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())
@@ -135,6 +135,6 @@ def test_cancel_stops_the_child(tiny_pair, tmp_path):
 
 def test_child_environment_keeps_the_hub_away(tiny_pair, tmp_path):
     config = plan_runs([ModelSpec("t", "hf", str(tiny_pair.teacher))], output_dir=str(tmp_path))[0]
-    env = child_env(config)
+    env = child_env(config.offline)
     assert env["HF_HUB_OFFLINE"] == env["HF_DATASETS_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
     assert str(PROJECT_ROOT) in env["PYTHONPATH"].split(os.pathsep)

@@ -47,6 +47,9 @@ class TrainConfig:
     learning_rate: float = 1e-4
     num_epochs: float = 3.0
     max_steps: int = -1  # -1: run num_epochs
+    # > 0: stop (and export, as a success) after this many seconds of training: compare methods at equal compute.
+    # The LR schedule still runs over max_steps/num_epochs, so pair it with a constant schedule or a step cap.
+    max_train_seconds: float = 0.0
     per_device_batch_size: int = 4
     grad_accum: int = 1
     max_seq_len: int = 1024
@@ -123,6 +126,8 @@ class TrainConfig:
             problems.append("output_dir is required")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
             problems.append("set max_steps > 0 or num_epochs > 0")
+        if self.max_train_seconds < 0:
+            problems.append("max_train_seconds cannot be negative")
         if self.per_device_batch_size < 1 or self.grad_accum < 1 or self.max_seq_len < 8:
             problems.append("per_device_batch_size and grad_accum must be >= 1, max_seq_len >= 8")
         if not 0.0 <= self.kd_alpha <= 1.0 or not 0.0 <= self.kd_jsd_beta <= 1.0:

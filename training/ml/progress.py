@@ -109,3 +109,21 @@ class ProgressCallback(TrainerCallback):
         flag = torch.tensor([1 if wanted else 0], device=args.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Ends training (as a success, with export) once `seconds` of training have passed: methods compared at equal
+    wall-clock compute take as many steps as each can afford. Resumed sessions count their own time only."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._start = 0.0
+        self.reached = False
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        self._start = time.monotonic()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if time.monotonic() - self._start >= self.seconds:
+            self.reached = True
+            control.should_training_stop = True

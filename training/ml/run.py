@@ -228,7 +228,14 @@ def run_training(
             # Cancelled during recovery: nothing of the main stage exists, the next attempt redoes recovery.
             return _cancelled_in_recovery(config, student, wall_start)
     callback = ProgressCallback(progress, should_stop)
-    trainer, stats = _build_trainer(config, student, callback, callbacks or [])
+    extra = list(callbacks or [])
+    budget = None
+    if config.max_train_seconds > 0:
+        from training.ml.progress import TimeBudgetCallback
+
+        budget = TimeBudgetCallback(config.max_train_seconds)
+        extra.append(budget)
+    trainer, stats = _build_trainer(config, student, callback, extra)
 
     resume_from = last_checkpoint(config) if config.resume else None
     train_start = time.monotonic()
@@ -259,7 +266,11 @@ def run_training(
         trainable_params=student.trainable_params,
         resumed_from_step=callback.start_step,
         report_path=str(out / "report.json"),
-        metrics={k: v for k, v in output.metrics.items() if isinstance(v, int | float)},
+        metrics={
+            **{k: v for k, v in output.metrics.items() if isinstance(v, int | float)},
+            **({"time_budget_reached": budget.reached} if budget else {}),
+            **({"onpolicy_batches": trainer.onpolicy_batches} if hasattr(trainer, "onpolicy_batches") else {}),
+        },
     )
     if trainer.is_world_process_zero():
         write_report(config, result, stats, student, state.log_history, recovery)
