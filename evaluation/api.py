@@ -27,7 +27,7 @@ class EvaluationRunSerializer(JobStateSerializer, serializers.ModelSerializer):
     class Meta:
         model = EvaluationRun
         fields = ["id", "project", "name", "dataset_version", "models_spec", "tasks", "options", "progress",
-                  "stage", *JOB_FIELDS]
+                  "stage", "fidelity", "speed", *JOB_FIELDS]
         read_only_fields = fields
 
 
@@ -116,11 +116,14 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @extend_schema(responses=RESULTS)
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
-        """Per task and metric: teacher, students, stderr and retention; sizes, speeds and their ratios."""
+        """Fidelity to the teacher first (teacher-forced KL, top-1 agreement, cross-entropy, with stderr), then per
+        task and metric: teacher, students, stderr and retention; fixed-length speed; sizes and their ratios."""
         run = self.get_object()
         comparison = selectors.run_comparison(run)
         return Response({
             "id": run.pk, "status": run.status, "teacher": run.teacher_label, "students": run.student_labels,
+            "fidelity": [asdict(row) for row in comparison.fidelity],
+            "speed": [asdict(row) for row in comparison.speed],
             "metrics": [asdict(row) for row in comparison.metrics],
             "models": [asdict(row) for row in comparison.models],
             "results": run.results,

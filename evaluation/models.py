@@ -24,6 +24,15 @@ class EvaluationRun(BackgroundJob):
     stage = models.CharField(max_length=200, blank=True)
     results = models.JSONField(default=dict, blank=True)
     measurements = models.JSONField(default=dict, blank=True)
+    fidelity = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per student: teacher-forced KL(teacher||student), top-1 agreement, cross-entropy (with stderr) "
+                  "on the held-out replies, and per example.",
+    )
+    speed = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per local model: fixed-length generation latency and tokens/s at batch 1 and batch N.",
+    )
     artifact_dir = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 

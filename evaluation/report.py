@@ -124,3 +124,49 @@ def history_points(history: list[dict]) -> dict:
     ]
     return {"points": points, "polyline": " ".join(f"{p['x']},{p['y']}" for p in points), "width": width,
             "height": height, "y100": round(height - pad - (1.0 / top) * (height - 2 * pad), 1)}
+
+
+FIDELITY_METRICS = (("top1", "top-1 agreement", True), ("kl", "KL(teacher‖student)", False), ("ce", "cross-entropy", False))
+
+
+@dataclass
+class FidelityRow:
+    label: str
+    examples: int
+    tokens: int
+    values: list[dict]  # metric key, name, value, stderr, higher_is_better
+    teacher_ce: float | None
+
+
+def fidelity_rows(fidelity: dict, students: list[str]) -> list[FidelityRow]:
+    """Teacher-forced fidelity per student, in the order the students were given."""
+    rows = []
+    for label in students:
+        summary = (fidelity.get(label) or {}).get("summary")
+        if not summary:
+            continue
+        values = [{"key": key, "name": name, "value": summary[key], "stderr": summary.get(f"{key}_stderr"),
+                   "higher_is_better": better} for key, name, better in FIDELITY_METRICS]
+        rows.append(FidelityRow(label, summary["examples"], summary["tokens"], values, summary.get("teacher_ce")))
+    return rows
+
+
+@dataclass
+class SpeedRow:
+    label: str
+    threads: int | None
+    points: list[dict]  # batch_size, new_tokens, latency_s, tokens_per_second, ratio (vs the teacher's)
+
+
+def speed_rows(speed: dict, teacher: str | None, labels: list[str]) -> list[SpeedRow]:
+    """Fixed-length speed per model; ratio = tokens/s over the teacher's at the same batch size."""
+    base = {p["batch_size"]: p["tokens_per_second"] for p in (speed.get(teacher) or {}).get("points", [])}
+    rows = []
+    for label in labels:
+        found = speed.get(label)
+        if not found:
+            continue
+        points = [{**p, "ratio": _ratio(p["tokens_per_second"], base.get(p["batch_size"])) if label != teacher
+                   else None} for p in found["points"]]
+        rows.append(SpeedRow(label, found.get("threads"), points))
+    return rows

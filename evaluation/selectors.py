@@ -37,6 +37,8 @@ class Comparison:
     metrics: list[report.MetricRow]
     models: list[report.ModelRow]
     chart: dict
+    fidelity: list[report.FidelityRow]
+    speed: list[report.SpeedRow]
 
 
 def run_comparison(run: EvaluationRun) -> Comparison:
@@ -45,7 +47,12 @@ def run_comparison(run: EvaluationRun) -> Comparison:
     students = [label for label in labels if label != teacher]
     rows = report.metric_rows(run.results, teacher, students)
     models = report.model_rows(run.results, run.measurements, teacher, labels)
-    return Comparison(teacher, students, rows, models, report.retention_chart(rows))
+    all_labels = [m["label"] for m in run.models_spec]
+    return Comparison(
+        teacher, students, rows, models, report.retention_chart(rows),
+        report.fidelity_rows(run.fidelity, [label for label in all_labels if label != run.teacher_label]),
+        report.speed_rows(run.speed, run.teacher_label, all_labels),
+    )
 
 
 def sample_metrics(run: EvaluationRun) -> dict[str, list[str]]:

@@ -50,16 +50,22 @@ logger = logging.getLogger(__name__)
 
 HELDOUT = "heldout"
 REGRESSION_FLAG = "eval-regression"
-OPTION_LIMITS = {"batch_size": (1, 256), "num_fewshot": (0, 64), "max_gen_toks": (1, 4096)}
+OPTION_LIMITS = {"batch_size": (1, 256), "num_fewshot": (0, 64), "max_gen_toks": (1, 4096),
+                 "speed_batch_size": (1, 256), "speed_new_tokens": (1, 2048)}
+OPTIONS = {"limit", "num_fewshot", "apply_chat_template", "batch_size", "max_gen_toks", "fidelity",
+           "speed_batch_size", "speed_new_tokens"}
 
 
 def _clean_options(options: dict | None) -> dict:
     options = dict(options or {})
-    unknown = set(options) - {"limit", "num_fewshot", "apply_chat_template", "batch_size", "max_gen_toks"}
+    unknown = set(options) - OPTIONS
     if unknown:
         raise ValidationError({"options": f"Unknown options: {', '.join(sorted(unknown))}."})
     clean = {"apply_chat_template": bool(options.get("apply_chat_template", True)),
-             "batch_size": options.get("batch_size", 8), "max_gen_toks": options.get("max_gen_toks", 256)}
+             "batch_size": options.get("batch_size", 8), "max_gen_toks": options.get("max_gen_toks", 256),
+             # Fidelity and fixed-length speed run whenever a local teacher and a held-out set are there.
+             "fidelity": bool(options.get("fidelity", True)),
+             "speed_batch_size": options.get("speed_batch_size", 8), "speed_new_tokens": options.get("speed_new_tokens", 64)}
     for key, (low, high) in OPTION_LIMITS.items():
         value = options.get(key, clean.get(key))
         if value is None:
@@ -302,7 +308,37 @@ def _execute(run: EvaluationRun) -> str:
         result = run_model_subprocess(config, on_progress=progress.report, should_cancel=progress.should_cancel,
                                       env=_model_env(spec))
         _store_result(run.pk, result)
+    if heldout is not None and run.options.get("fidelity", True) and not run.speed:  # not done by an earlier attempt
+        _measure_fidelity(run, heldout.data_file, folder / "fidelity")
     return JobStatus.SUCCEEDED
+
+
+def _measure_fidelity(run: EvaluationRun, data_file: str, folder: Path) -> None:
+    """Teacher-forced fidelity of each local student and fixed-length speed of every local model, in one child.
+
+    Forward passes only: seconds per model. Needs a local teacher (an endpoint returns no full distributions).
+    """
+    from evaluation.harness.fidelity import FidelityRunConfig
+    from evaluation.harness.process import run_fidelity_subprocess
+
+    local = [m for m in run.models_spec if m["kind"] in ("hf", "gguf")]
+    teacher = next((m for m in local if m["role"] == "teacher"), None)
+    students = [m for m in local if m["role"] == "student"]
+    if teacher is None or not students:
+        return
+    spec = lambda m: ModelSpec(m["label"], m["kind"], m["path"], role=m["role"])  # noqa: E731
+    config = FidelityRunConfig(
+        teacher=spec(teacher), students=[spec(m) for m in students], data_file=data_file, output_dir=str(folder),
+        batch_size=run.options.get("batch_size", 8),
+        speed_batch_sizes=sorted({1, run.options.get("speed_batch_size", 8)}),
+        speed_new_tokens=run.options.get("speed_new_tokens", 64),
+    )
+    progress = _Progress(run.pk, len(run.models_spec), len(run.models_spec) + 1, "fidelity and speed")
+    result = run_fidelity_subprocess(config, on_progress=progress.report, should_cancel=progress.should_cancel)
+    fidelity = {label: {"summary": m["fidelity"], "per_example": m["per_example"]}
+                for label, m in result["models"].items() if "fidelity" in m}
+    speed = {label: m["speed"] for label, m in result["models"].items()}
+    jobs.job_beat(EvaluationRun, run.pk, fidelity=fidelity, speed=speed)
 
 
 def _model_env(spec: dict) -> dict[str, str]:

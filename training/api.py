@@ -30,7 +30,7 @@ class TrainingRunSerializer(JobStateSerializer, serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "name", "project", "dataset_version", "method", "student_source", "student_path", "teacher",
-            "keep_layers", "hyperparams", "seed", "step", "total_steps", "progress", "metrics",
+            "keep_layers", "recovery_version", "hyperparams", "seed", "step", "total_steps", "progress", "metrics",
             "metrics_history", "checkpoint_step", "log_tail", "report", "artifact_dir", "model_dir", "heartbeat_at",
             *JOB_FIELDS,
         ]
@@ -54,6 +54,10 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     teacher = serializers.CharField(required=False, help_text="A local teacher's name (the project's own first).")
     teacher_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     keep_layers = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    recovery_version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID,
+        help_text="A frozen dataset version of general teacher text for the recovery stage.",
+    )
     hyperparams = serializers.DictField(required=False, help_text="TrainConfig fields, e.g. {'max_steps': 100}.")
     seed = serializers.IntegerField(required=False, default=0, min_value=-MAX_INT32, max_value=MAX_INT32)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
@@ -86,6 +90,8 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         version = access_dataset_version(request.user, pk=params.pop("dataset_version"), role=CURATOR)
+        if (recovery := params.pop("recovery_version", None)) is not None:
+            params["recovery_version"] = access_dataset_version(request.user, pk=recovery, role=CURATOR)
         name, pk = params.pop("teacher", None), params.pop("teacher_id", None)
         teacher = None
         if name is not None or pk is not None:

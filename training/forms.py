@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from curation.models import Project, ServerResource, Teacher
+from curation.models import DatasetVersion, Project, ServerResource, Teacher
 from training.models import TrainingRun
 from training.selectors import trainable_teachers
 from training.services import default_hyperparams
@@ -14,8 +14,9 @@ from training.services import default_hyperparams
 # The hyperparameters offered in the form, in display order; the rest keep their defaults.
 FORM_HYPERPARAMS = (
     "learning_rate", "num_epochs", "max_steps", "per_device_batch_size", "grad_accum", "max_seq_len",
-    "warmup_ratio", "save_steps", "logging_steps", "packing", "kd_temperature", "kd_alpha", "kd_jsd_beta",
-    "dpo_beta", "lora_r", "lora_alpha", "lora_dropout",
+    "warmup_ratio", "save_steps", "logging_steps", "packing", "max_train_seconds", "calibration_examples",
+    "recovery_steps", "kd_temperature", "kd_alpha", "kd_jsd_beta", "onpolicy_lmbda", "onpolicy_max_new_tokens",
+    "onpolicy_temperature", "dpo_beta", "lora_r", "lora_alpha", "lora_dropout",
 )
 LABELS = {
     "max_seq_len": "Max sequence length", "per_device_batch_size": "Batch size per device",
@@ -41,14 +42,24 @@ HELP = {
     "lora_r": "rank of the adapters: more is closer to full fine-tuning, and bigger",
     "lora_alpha": "adapter scaling; usually twice the rank",
     "lora_dropout": "dropout on the adapters' input",
+    "max_train_seconds": "0: no limit; else stop (and export) after this many seconds of training",
+    "calibration_examples": "training rows measured to choose the kept layers (derive, by importance)",
+    "recovery_steps": "steps on the recovery version before the curated set",
+    "onpolicy_lmbda": "share of batches whose replies the student samples (on-policy)",
+    "onpolicy_max_new_tokens": "longest sampled reply (on-policy)",
+    "onpolicy_temperature": "sampling temperature of the student (on-policy)",
 }
 # Which fields matter for which choice: the form hides the others (their defaults are still sent). Each entry
 # is a list of field=value conditions, any of which shows the field.
 SHOW_WHEN = {
-    "kd_temperature": ["method=kd"], "kd_alpha": ["method=kd"], "kd_jsd_beta": ["method=kd"],
+    "kd_temperature": ["method=kd", "method=onpolicy"], "kd_alpha": ["method=kd", "method=onpolicy"],
+    "kd_jsd_beta": ["method=kd", "method=onpolicy"],
+    "onpolicy_lmbda": ["method=onpolicy"], "onpolicy_max_new_tokens": ["method=onpolicy"],
+    "onpolicy_temperature": ["method=onpolicy"],
+    "layer_selection": ["student_source=derive"], "calibration_examples": ["student_source=derive"],
     "dpo_beta": ["method=dpo"], "packing": ["method=sft", "method=kd"],
     "lora_r": ["student_source=lora"], "lora_alpha": ["student_source=lora"], "lora_dropout": ["student_source=lora"],
-    "teacher": ["student_source=derive", "method=kd"], "keep_layers": ["student_source=derive"],
+    "teacher": ["student_source=derive", "method=kd", "method=onpolicy"], "keep_layers": ["student_source=derive"],
     "student_path": ["student_source=folder", "student_source=lora"],
 }
 
@@ -75,6 +86,14 @@ class TrainingRunForm(forms.Form):
     keep_layers = forms.IntegerField(
         min_value=1, required=False, initial=10, help_text="K of the teacher's layers, evenly spaced (10 of SmolLM2's 30 keep 47% of its parameters)"
     )
+    layer_selection = forms.ChoiceField(
+        choices=[("importance", "By measured importance (lowest starting loss)"), ("even", "Evenly spaced")],
+        initial="importance", help_text="which of the teacher's layers a derived student keeps",
+    )
+    recovery_version = forms.ModelChoiceField(
+        queryset=DatasetVersion.objects.none(), required=False,
+        help_text="general teacher text (e.g. synthesized prompts with the teacher's answers) to distil on first",
+    )
     student_path = forms.ChoiceField(
         label="Student model", choices=[], required=False,
         help_text="a model an operator registered: the student, or the LoRA base",
@@ -89,6 +108,7 @@ class TrainingRunForm(forms.Form):
         self.fields["teacher"].queryset = Teacher.objects.filter(pk__in=[t.pk for t in teachers])
         if teachers:
             self.fields["teacher"].initial = teachers[0].pk
+        self.fields["recovery_version"].queryset = DatasetVersion.objects.filter(project=project)
         defaults = default_hyperparams()
         for name in FORM_HYPERPARAMS:
             self.fields[name] = _field(name, defaults[name])
@@ -101,7 +121,8 @@ class TrainingRunForm(forms.Form):
         return {
             "name": data["name"], "method": data["method"], "student_source": data["student_source"],
             "teacher": data["teacher"], "keep_layers": data["keep_layers"], "student_path": data["student_path"],
-            "seed": data["seed"], "hyperparams": {name: data[name] for name in FORM_HYPERPARAMS},
+            "seed": data["seed"], "recovery_version": data["recovery_version"],
+            "hyperparams": {**{name: data[name] for name in FORM_HYPERPARAMS}, "layer_selection": data["layer_selection"]},
         }
 
     def add_service_errors(self, error: Any) -> None:

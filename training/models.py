@@ -13,7 +13,8 @@ from curation.models import BackgroundJob, DatasetVersion, JobStatus, Teacher
 class TrainingRun(BackgroundJob):
     class Method(models.TextChoices):
         SFT = "sft", "SFT on curated responses"
-        KD = "kd", "Logit distillation (local teacher)"
+        KD = "kd", "Logit distillation (local teacher; cached logits when present)"
+        ONPOLICY = "onpolicy", "On-policy distillation (the student samples, the teacher scores)"
         DPO = "dpo", "DPO from rankings and edits"
 
     class StudentSource(models.TextChoices):
@@ -28,6 +29,10 @@ class TrainingRun(BackgroundJob):
     student_path = models.CharField(max_length=500, blank=True)
     teacher = models.ForeignKey(Teacher, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     keep_layers = models.PositiveSmallIntegerField(null=True, blank=True)
+    recovery_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Recovery stage: a frozen version of general teacher text, distilled on before the curated set.",
+    )
     hyperparams = models.JSONField(default=dict, blank=True)
     seed = models.IntegerField(default=0)
     step = models.PositiveIntegerField(default=0)

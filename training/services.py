@@ -38,7 +38,8 @@ HYPERPARAMS = (
     "learning_rate", "num_epochs", "max_steps", "per_device_batch_size", "grad_accum", "max_seq_len",
     "warmup_ratio", "weight_decay", "max_grad_norm", "lr_scheduler", "save_steps", "logging_steps", "precision",
     "gradient_checkpointing", "packing", "kd_temperature", "kd_alpha", "kd_jsd_beta", "dpo_beta", "lora_r",
-    "lora_alpha", "lora_dropout",
+    "lora_alpha", "lora_dropout", "layer_selection", "calibration_examples", "recovery_steps", "onpolicy_lmbda",
+    "onpolicy_max_new_tokens", "onpolicy_temperature", "max_train_seconds",
 )
 Method, Source = TrainingRun.Method, TrainingRun.StudentSource
 
@@ -79,7 +80,7 @@ def _check_student(version: DatasetVersion, method: str, source: str, student_pa
                 errors["student_path"] = "The registered model is not a model folder (with config.json)."
         except ValidationError as error:
             errors.update(error.message_dict)
-    needs_teacher = source == Source.DERIVE or method == Method.KD
+    needs_teacher = source == Source.DERIVE or method in (Method.KD, Method.ONPOLICY)
     if needs_teacher and teacher is None:
         teacher = next(iter(trainable_teachers(version.project)), None)
     folder = teacher_folder(teacher) if teacher is not None else None
@@ -96,25 +97,40 @@ def _check_student(version: DatasetVersion, method: str, source: str, student_pa
     return teacher, keep_layers if source == Source.DERIVE else None
 
 
+def _check_recovery(version: DatasetVersion, recovery: DatasetVersion | None, values: dict[str, Any]) -> None:
+    if recovery is None:
+        if values["recovery_steps"]:
+            raise ValidationError({"recovery_version": "A recovery stage needs a dataset version of teacher text."})
+        return
+    if recovery.project_id != version.project_id:
+        raise ValidationError({"recovery_version": "The recovery version belongs to another project."})
+    if values["recovery_steps"] < 1:
+        raise ValidationError({"hyperparams": "Set recovery_steps to use the recovery version."})
+
+
 @transaction.atomic
 def training_run_create(
     *, dataset_version: DatasetVersion, created_by=None, method: str = Method.SFT, student_source: str = Source.DERIVE,
     student_path: str = "", teacher: Teacher | None = None, keep_layers: int | None = None,
     hyperparams: dict[str, Any] | None = None, seed: int = 0, name: str = "", enqueue: bool = True,
+    recovery_version: DatasetVersion | None = None,
 ) -> TrainingRun:
     """Queue a run on a frozen version; unset hyperparameters take TrainConfig's defaults, stored on the row."""
     if teacher is not None and teacher.project_id not in (None, dataset_version.project_id):
         raise ValidationError({"teacher": f"The teacher '{teacher.name}' belongs to another project."})
     teacher, keep_layers = _check_student(dataset_version, method, student_source, student_path, teacher, keep_layers)
     values = _clean_hyperparams(hyperparams)
+    _check_recovery(dataset_version, recovery_version, values)
     try:
         TrainConfig(method=method, student_source=student_source, student_path=student_path or "-",
-                    teacher_path="-", train_file="-", output_dir="-", **values).validate()
+                    teacher_path="-", train_file="-", output_dir="-",
+                    recovery_file="-" if recovery_version else "", **values).validate()
     except ValueError as error:
         raise ValidationError({"hyperparams": str(error)}) from None
     run = TrainingRun.objects.create(
         dataset_version=dataset_version, created_by=created_by, method=method, student_source=student_source,
         student_path=student_path, teacher=teacher, keep_layers=keep_layers, hyperparams=values, seed=seed,
+        recovery_version=recovery_version,
         name=name or f"{method} on {dataset_version}",
     )
     # A random suffix: ids can repeat after a database reset, and an old folder's checkpoint must never be resumed.
@@ -140,14 +156,17 @@ def accelerate_config() -> Path | None:
     return Path(configured) if configured else None
 
 
-def training_run_config(run: TrainingRun, *, train_file: Path) -> TrainConfig:
+def training_run_config(
+    run: TrainingRun, *, train_file: Path, recovery_file: Path | None = None, logit_cache: Path | None = None
+) -> TrainConfig:
     teacher = teacher_folder(run.teacher) if run.teacher else None
     version = run.dataset_version
     return TrainConfig(
         method=run.method, student_source=run.student_source,
         student_path=str(registered_model_path(run.student_path, field="student_path")) if run.student_path else "",
         teacher_path=str(teacher or ""), keep_layers=run.keep_layers or 10, train_file=str(train_file),
-        output_dir=run.artifact_dir, seed=run.seed, **run.hyperparams,
+        output_dir=run.artifact_dir, seed=run.seed, recovery_file=str(recovery_file or ""),
+        logit_cache_dir=str(logit_cache or ""), **run.hyperparams,
         meta={"training_run": run.pk, "project": version.project.slug, "dataset_version": version.pk,
               "dataset_version_number": version.number, "dataset_version_hash": version.content_hash},
     )
@@ -172,7 +191,12 @@ def _train(run: TrainingRun) -> str:
                                split="train", out=data)
         if count == 0:
             raise jobs.JobFailed(f"The train split of {run.dataset_version} exports no rows for {run.method}.")
-        process.start(training_run_config(run, train_file=data))
+        recovery = None
+        if run.recovery_version_id:
+            # Every split of the recovery version: it is general teacher text, not an evaluation set.
+            recovery = data.with_name("recovery.jsonl")
+            dataset_export(version=run.recovery_version, format="sft", split="all", out=recovery)
+        process.start(training_run_config(run, train_file=data, recovery_file=recovery))
         _follow(run, process, progress)
         outcome = process.outcome()
     finally:

@@ -50,7 +50,8 @@ def test_create_resolves_models_and_queues_on_commit(project, version, teacher, 
         )
     assert queued == [run.pk]
     assert run.tasks == ["heldout"] and run.status == JobStatus.QUEUED
-    assert run.options == {"apply_chat_template": True, "batch_size": 4, "max_gen_toks": 256, "limit": 3}
+    assert run.options == {"apply_chat_template": True, "batch_size": 4, "max_gen_toks": 256, "limit": 3,
+                           "fidelity": True, "speed_batch_size": 8, "speed_new_tokens": 64}
     assert [(m["label"], m["role"], m["kind"]) for m in run.models_spec] == [
         ("big", "teacher", "hf"), ("small", "student", "hf")]
     assert run.teacher_label == "big" and run.student_labels == ["small"]
@@ -105,15 +106,17 @@ def test_heldout_needs_a_version_of_this_project(project, student_dir):
                                        enqueue=False)
 
 
-def test_training_run_evaluate_pairs_its_teacher_and_student(project, version, teacher, student_dir):
+def test_training_run_evaluate_pairs_its_teacher_and_student(project, version, teacher, student_dir, tmp_path):
     from training.models import TrainingRun
 
+    artifact = tmp_path / "run"
+    artifact.mkdir()
+    (artifact / "model").symlink_to(student_dir)  # where training exports its student: <artifact_dir>/model
     training = TrainingRun.objects.create(dataset_version=version[0], teacher=teacher, status=JobStatus.SUCCEEDED,
-                                          artifact_dir=str(student_dir.parent), name="sft-1",
-                                          report={"model_dir": str(student_dir)})
+                                          artifact_dir=str(artifact), name="sft-1")
     run = services.training_run_evaluate(training_run=training, created_by=None)
     assert [(m["label"], m["role"]) for m in run.models_spec] == [("big", "teacher"), ("sft-1", "student")]
-    assert run.models_spec[1]["path"] == str(student_dir) and run.dataset_version == version[0]
+    assert run.models_spec[1]["path"] == str(artifact / "model") and run.dataset_version == version[0]
     unfinished = TrainingRun.objects.create(dataset_version=version[0], teacher=teacher, status=JobStatus.RUNNING)
     with pytest.raises(ValidationError, match="no exported student model"):
         services.training_run_evaluate(training_run=unfinished, created_by=None)
@@ -196,3 +199,19 @@ def test_history_lists_finished_runs_oldest_first(project, version):
     history = selectors.project_history(project)
     assert [h["run"].pk for h in history] == [first.pk, second.pk]
     assert history[0]["teacher_value"] == 1.0 and history[0]["best_retention"] == pytest.approx(3.7 / 6)
+
+
+def test_fidelity_and_fixed_length_speed_rows(project, version):
+    run = finished_run(project, *version)
+    summary = {"examples": 6, "tokens": 40, "kl": 0.5, "kl_stderr": 0.1, "top1": 0.7, "top1_stderr": 0.05,
+               "ce": 1.2, "ce_stderr": 0.2, "teacher_ce": 0.9}
+    run.fidelity = {"student": {"summary": summary, "per_example": []}}
+    point = {"batch_size": 1, "new_tokens": 64, "latency_s": 1.0, "tokens_per_second": 64.0}
+    run.speed = {"teacher": {"threads": 1, "points": [point]},
+                 "student": {"threads": 1, "points": [{**point, "tokens_per_second": 160.0}]}}
+    comparison = selectors.run_comparison(run)
+    [row] = comparison.fidelity
+    assert row.label == "student" and [v["key"] for v in row.values] == ["top1", "kl", "ce"]
+    assert row.values[0]["value"] == 0.7 and row.values[0]["stderr"] == 0.05 and row.teacher_ce == 0.9
+    speed = {r.label: r for r in comparison.speed}
+    assert speed["student"].points[0]["ratio"] == 2.5 and speed["teacher"].points[0]["ratio"] is None

@@ -48,7 +48,18 @@ def test_heldout_run_through_the_worker_then_regressions_go_back_to_curation(
     samples = EvaluationSample.objects.filter(run=run, task="heldout_gen", model_label="student").order_by("doc_id")
     assert [s.prompt_id for s in samples] == [p.pk for p in prompts]
 
+    # Fidelity (teacher-forced) and fixed-length speed came with the run: the half-fitted student diverges.
+    fidelity = run.fidelity["student"]["summary"]
+    assert fidelity["kl"] > 0 and fidelity["top1"] < 1.0 and fidelity["kl_stderr"] is not None
+    assert len(run.fidelity["student"]["per_example"]) == 6
+    assert {p["batch_size"] for p in run.speed["tiny-teacher"]["points"]} == {1, 8}
+    assert all(p["new_tokens"] == 64 for p in run.speed["student"]["points"])
+    page = client.get(reverse("evaluation:run_detail", args=[run.pk])).content.decode()
+    assert page.index("Fidelity to the teacher") < page.index("Scores")
+
     results = client.get(f"/api/v1/evaluation-runs/{run.pk}/results/").json()
+    assert list(results)[4:6] == ["fidelity", "speed"]
+    assert results["fidelity"][0]["label"] == "student" and results["speed"][1]["points"][0]["ratio"] > 0
     em = next(r for r in results["metrics"] if (r["task"], r["metric"]) == ("heldout_gen", "exact_match"))
     assert em["students"][0]["retention"] == 0.5
 

@@ -24,7 +24,9 @@ def test_admin_launch_action_asks_for_settings_then_queues_a_run(client, admin_u
     settings = {"method": "sft", "student_source": "derive", "teacher": local_teacher.pk, "keep_layers": 2, "seed": 0,
                 "learning_rate": 1e-3, "num_epochs": 1, "max_steps": 3, "per_device_batch_size": 2, "grad_accum": 1,
                 "max_seq_len": 128, "warmup_ratio": 0, "save_steps": 5, "logging_steps": 1, "kd_temperature": 2,
-                "kd_alpha": 0.5, "kd_jsd_beta": 0, "dpo_beta": 0.1, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0}
+                "kd_alpha": 0.5, "kd_jsd_beta": 0, "dpo_beta": 0.1, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0,
+                "layer_selection": "even", "max_train_seconds": 0, "calibration_examples": 16, "recovery_steps": 0,
+                "onpolicy_lmbda": 0.5, "onpolicy_max_new_tokens": 64, "onpolicy_temperature": 1.0}
     done = client.post(url, {**chosen, **settings, "apply": "1"}, follow=True)
     run = TrainingRun.objects.get()
     assert f"training run #{run.pk} queued" in done.content.decode()

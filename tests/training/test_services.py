@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from curation.models import JobStatus, Teacher
+from curation.models import JobStatus, Project, Teacher
 from tests.training.conftest import FAST, make_version
 from training.models import TrainingRun
 from training.services import (
@@ -129,3 +129,23 @@ def test_execute_trains_through_accelerate_and_stores_progress_and_report(versio
     assert "log step 30/30" in run.log_tail
     exported = (Path(run.artifact_dir) / "data" / "train.jsonl").read_text().splitlines()
     assert json.loads(exported[0])["messages"][-1]["role"] == "assistant"
+
+
+def test_onpolicy_with_a_recovery_version_of_teacher_text(project, version, local_teacher):
+    from training.services import training_run_config
+
+    general = make_version(project)
+    with pytest.raises(ValidationError, match="recovery stage needs"):
+        training_run_create(dataset_version=version, method="onpolicy", hyperparams={"recovery_steps": 5},
+                            enqueue=False)
+    run = training_run_create(dataset_version=version, method="onpolicy", recovery_version=general,
+                              hyperparams={"recovery_steps": 5, "onpolicy_lmbda": 0.8}, enqueue=False)
+    assert run.teacher == local_teacher and run.recovery_version == general
+    config = training_run_config(run, train_file=Path("/x/train.jsonl"), recovery_file=Path("/x/recovery.jsonl"))
+    assert (config.method, config.recovery_file, config.recovery_steps) == ("onpolicy", "/x/recovery.jsonl", 5)
+    assert config.onpolicy_lmbda == 0.8 and config.layer_selection == "importance"
+    config.validate()
+    other = make_version(Project.objects.create(name="other", slug="other"))
+    with pytest.raises(ValidationError, match="another project"):
+        training_run_create(dataset_version=version, recovery_version=other, hyperparams={"recovery_steps": 1},
+                            enqueue=False)

@@ -42,7 +42,8 @@ def test_launching_creates_a_run_and_redirects_htmx_to_it(client, version, local
             "learning_rate": 0.001, "num_epochs": 1, "max_steps": 4, "per_device_batch_size": 2, "grad_accum": 1,
             "max_seq_len": 256, "warmup_ratio": 0, "save_steps": 2, "logging_steps": 1, "packing": "on",
             "kd_temperature": 2, "kd_alpha": 0.5, "kd_jsd_beta": 0, "dpo_beta": 0.1, "lora_r": 8, "lora_alpha": 16,
-            "lora_dropout": 0}
+            "lora_dropout": 0, "layer_selection": "even", "max_train_seconds": 0, "calibration_examples": 16,
+            "recovery_steps": 0, "onpolicy_lmbda": 0.5, "onpolicy_max_new_tokens": 64, "onpolicy_temperature": 1.0}
     response = client.post(reverse("training:version_train", args=[version.pk]), form, HTTP_HX_REQUEST="true")
 
     run = TrainingRun.objects.get()
