@@ -92,12 +92,17 @@ def _trainer_and_batch(config, student):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "beta", "tolerance"), [("float32", 0.0, 1e-5), ("float32", 0.5, 1e-5), ("float16", 0.0, 2e-2)]
+    ("dtype", "beta", "temperature", "tolerance"),
+    [("float32", 0.0, 2.0, 1e-5), ("float32", 0.0, 1.0, 1e-5), ("float32", 0.5, 2.0, 1e-5), ("float16", 0.0, 1.0, 2e-2)],
 )
-def test_cached_logit_kd_equals_live_kd_with_the_full_vocabulary(make_config, tmp_path, dtype, beta, tolerance):
+def test_cached_logit_kd_equals_live_kd_with_the_full_vocabulary(
+    make_config, tmp_path, dtype, beta, temperature, tolerance
+):
     from training.ml.student import build_student
 
-    live = make_config(method="kd", layer_selection="even", kd_jsd_beta=beta, kd_alpha=0.3)
+    live = make_config(
+        method="kd", layer_selection="even", kd_jsd_beta=beta, kd_alpha=0.3, kd_temperature=temperature
+    )
     student = build_student(live)
     teacher, tokenizer = student.teacher, student.tokenizer
     assert teacher is not None
@@ -113,7 +118,8 @@ def test_cached_logit_kd_equals_live_kd_with_the_full_vocabulary(make_config, tm
     assert live_trainer._parts["kd"] > 0
 
     cached = make_config(
-        method="kd", layer_selection="even", kd_jsd_beta=beta, kd_alpha=0.3, logit_cache_dir=str(tmp_path / "cache")
+        method="kd", layer_selection="even", kd_jsd_beta=beta, kd_alpha=0.3, kd_temperature=temperature,
+        logit_cache_dir=str(tmp_path / "cache"),
     )
     student.teacher = None  # nothing of the teacher is left to the cached trainer
     cached_trainer, cached_batch = _trainer_and_batch(cached, student)

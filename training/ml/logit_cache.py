@@ -254,7 +254,8 @@ class LogitCache:
 
 
 def cached_divergence(
-    student_logits: Any, values: Any, indices: Any, *, temperature: float, beta: float
+    student_logits: Any, values: Any, indices: Any, *, temperature: float, beta: float,
+    student_log_probs: Any = None,
 ) -> Any:
     """Per-token divergence between the student and the cached teacher top-k (rows = reply tokens).
 
@@ -271,7 +272,11 @@ def cached_divergence(
     t = F.log_softmax(values.float() / temperature, dim=-1)
     idx = indices.long()
     if beta == 0.0:
-        s = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(-1, idx)
+        # student_log_probs: the caller's log-softmax at temperature 1, reused instead of recomputed.
+        full = student_log_probs if student_log_probs is not None and temperature == 1.0 else None
+        if full is None:
+            full = F.log_softmax(student_logits.float() / temperature, dim=-1)
+        s = full.gather(-1, idx)
         return (t.exp() * (t - s)).sum(-1)
     s = F.log_softmax(student_logits.float().gather(-1, idx) / temperature, dim=-1)
     return divergence_from_log_probs(s, t, beta=beta)

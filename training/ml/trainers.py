@@ -110,9 +110,12 @@ class DistillTrainer(TokenCountMixin, Trainer):
         keep = torch.cat([valid, torch.zeros_like(valid[:, :1])], dim=1)
         y = targets[valid]
         logits = self._reply_logits(model, inputs, keep, self._slice_logits)
-        ce = F.cross_entropy(logits.float(), y, reduction="sum")
-        loss_sum = ce
         cfg = self.train_config
+        # One full-vocabulary log-softmax serves the cross-entropy and, at temperature 1, the cached divergence:
+        # the vocabulary projection and its softmax are a large share of a small student's step.
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        ce = F.nll_loss(log_probs, y, reduction="sum")
+        loss_sum = ce
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_logits = self._reply_logits(self.teacher, inputs, keep, self._teacher_slices)
@@ -130,6 +133,7 @@ class DistillTrainer(TokenCountMixin, Trainer):
             kd = cached_divergence(
                 logits, values.to(logits.device), indices.to(logits.device),
                 temperature=cfg.kd_temperature, beta=cfg.kd_jsd_beta,
+                student_log_probs=log_probs if cfg.kd_temperature == 1.0 else None,
             ).sum()
             loss_sum = cfg.kd_alpha * ce + (1.0 - cfg.kd_alpha) * cfg.kd_temperature**2 * kd
             self._parts["kd"] += float(kd.detach())
