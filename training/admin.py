@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from curation.jobs.admin import JobAdmin
 from curation.models import DatasetVersion
 from training.forms import TrainingRunForm
-from training.models import TrainingRun
+from training.models import LogitCache, TrainingRun
 from training.services import training_run_create
 
 
@@ -24,6 +24,19 @@ class TrainingRunAdmin(JobAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # the worker owns a run's fields; cancel and resume are the actions
+
+
+@admin.register(LogitCache)
+class LogitCacheAdmin(JobAdmin):
+    list_display = ["id", "dataset_version", "teacher", "top_k", "status", "progress", "tokens", "size_bytes",
+                    "attempts", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["dataset_version__project", "teacher"]
+    raw_id_fields = ["dataset_version", "teacher", "created_by"]
+    readonly_fields = ["sha256", "train_file_sha256", "manifest", "folder"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the worker writes it; cancel and resume are the actions
 
 
 @admin.action(description="Launch training on the selected versions…")

@@ -10,11 +10,20 @@ from rest_framework.response import Response
 
 from config.api import router
 from config.limits import MAX_ID, MAX_INT32
+from curation.jobs import services as jobs
 from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import Membership
 from curation.selectors.generation import teacher_lookup
-from training.models import TrainingRun
-from training.selectors import access_dataset_version, access_training_run, training_runs_visible_to
+from training.logit_caches import logit_cache_create
+from training.models import LogitCache, TrainingRun
+from training.selectors import (
+    access_dataset_version,
+    access_logit_cache,
+    access_training_run,
+    default_teacher,
+    logit_caches_visible_to,
+    training_runs_visible_to,
+)
 from training.services import training_run_cancel, training_run_create, training_run_resume
 
 CURATOR = Membership.Role.CURATOR
@@ -115,3 +124,63 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
 
 router.register("training-runs", TrainingRunViewSet, basename="training-run")
+
+
+class LogitCacheSerializer(JobStateSerializer, serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(source="dataset_version.project", slug_field="slug", read_only=True)
+    teacher = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = LogitCache
+        fields = ["id", "project", "dataset_version", "teacher", "top_k", "max_seq_len", "progress", "examples",
+                  "tokens", "size_bytes", "sha256", "train_file_sha256", "manifest", "heartbeat_at", *JOB_FIELDS]
+        read_only_fields = fields
+
+
+class LogitCacheCreateSerializer(serializers.Serializer):
+    dataset_version = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="A frozen dataset version's id.")
+    teacher = serializers.CharField(required=False, max_length=100,
+                                    help_text="A local teacher's name (the project's own first).")
+    teacher_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    top_k = serializers.IntegerField(required=False, default=32, min_value=1, max_value=1024)
+
+
+class LogitCacheViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Offline teacher logits (top-k per reply token) of a version's training export; KD runs on it use them."""
+
+    serializer_class = LogitCacheSerializer
+    ordering = ["-id"]  # cursor pagination orders by this
+    filterset_fields = ["status", "dataset_version"]
+
+    def get_queryset(self):
+        return logit_caches_visible_to(self.request.user)
+
+    def get_object(self):
+        return access_logit_cache(self.request.user, pk=self.kwargs["pk"])
+
+    @extend_schema(request=LogitCacheCreateSerializer, responses=LogitCacheSerializer)
+    def create(self, request):
+        data = LogitCacheCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        params = dict(data.validated_data)
+        version = access_dataset_version(request.user, pk=params["dataset_version"], role=CURATOR)
+        name, pk = params.get("teacher"), params.get("teacher_id")
+        teacher = teacher_lookup(version.project, name=name, pk=pk) if name or pk else default_teacher(version.project)
+        if teacher is None:
+            raise Http404("No such local teacher for this project.")
+        cache = logit_cache_create(dataset_version=version, teacher=teacher, top_k=params["top_k"],
+                                   created_by=request.user)
+        return Response(LogitCacheSerializer(cache).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        cache = access_logit_cache(request.user, pk=pk, role=CURATOR)
+        return Response(LogitCacheSerializer(jobs.job_cancel(job=cache)).data)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        cache = access_logit_cache(request.user, pk=pk, role=CURATOR)
+        return Response(LogitCacheSerializer(jobs.job_resume(job=cache)).data)
+
+
+router.register("logit-caches", LogitCacheViewSet, basename="logit-cache")

@@ -63,3 +63,36 @@ class TrainingRun(BackgroundJob):
         if self.status != JobStatus.SUCCEEDED or not self.artifact_dir:
             return ""
         return str(student_model_dir(self.artifact_dir))
+
+
+class LogitCache(BackgroundJob):
+    """The teacher's top-k log-probabilities over a version's training export, computed once by a worker and kept
+    as a versioned artifact (fp16 shards + manifest under the data dir). KD runs on the same version, teacher and
+    sequence length read it instead of running the teacher (training.ml.logit_cache)."""
+
+    job_kind = "logit-cache"
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="logit_caches")
+    teacher = models.ForeignKey(Teacher, on_delete=models.PROTECT, related_name="+")
+    top_k = models.PositiveSmallIntegerField(default=32)
+    max_seq_len = models.PositiveIntegerField(default=1024)
+    folder = models.CharField(max_length=500, blank=True)
+    progress = models.FloatField(default=0)
+    examples = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the shards' hashes: the cache's content.")
+    train_file_sha256 = models.CharField(max_length=64, blank=True, help_text="The export it was computed for.")
+    manifest = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset_version", "teacher", "top_k", "max_seq_len"], name="unique_logit_cache"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-{self.top_k} logits of {self.teacher} on {self.dataset_version}"

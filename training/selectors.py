@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from curation.models import DatasetVersion, JobStatus, Membership, Project, Teacher
 from curation.selectors.access import access_in_project, projects_visible_to
 from curation.selectors.generation import teachers_for_project
-from training.models import TrainingRun
+from training.models import LogitCache, TrainingRun
 
 def runs_dir() -> Path:
     return Path(settings.DATA_DIR) / "training"
@@ -35,6 +35,22 @@ def access_dataset_version(user, *, pk: int, role: str = Membership.Role.CURATOR
     versions = DatasetVersion.objects.select_related("project")
     return access_in_project(user, versions, pk=pk, project_of=lambda version: version.project, role=role,
                              what="dataset version")
+
+
+def logit_caches_visible_to(user) -> QuerySet[LogitCache]:
+    return LogitCache.objects.filter(dataset_version__project__in=projects_visible_to(user)).select_related(
+        "dataset_version__project", "teacher").order_by("-id")
+
+
+def access_logit_cache(user, *, pk: int, role: str = Membership.Role.ANNOTATOR) -> LogitCache:
+    caches = LogitCache.objects.select_related("dataset_version__project", "teacher")
+    return access_in_project(user, caches, pk=pk, project_of=lambda cache: cache.dataset_version.project, role=role,
+                             what="logit cache")
+
+
+def default_teacher(project: Project) -> Teacher | None:
+    """The project's first local teacher saved as a model folder (the one training and caching default to)."""
+    return next(iter(trainable_teachers(project)), None)
 
 
 def teacher_folder(teacher: Teacher) -> Path | None:

@@ -196,7 +196,15 @@ def _train(run: TrainingRun) -> str:
             # Every split of the recovery version: it is general teacher text, not an evaluation set.
             recovery = data.with_name("recovery.jsonl")
             dataset_export(version=run.recovery_version, format="sft", split="all", out=recovery)
-        process.start(training_run_config(run, train_file=data, recovery_file=recovery))
+        cache = None
+        if run.method == Method.KD:
+            from training.logit_caches import logit_cache_for
+
+            cache = logit_cache_for(dataset_version=run.dataset_version, teacher=run.teacher,
+                                    max_seq_len=run.hyperparams.get("max_seq_len", TrainConfig().max_seq_len),
+                                    train_file=data)
+        process.start(training_run_config(run, train_file=data, recovery_file=recovery,
+                                          logit_cache=Path(cache.folder) if cache else None))
         _follow(run, process, progress)
         outcome = process.outcome()
     finally:

@@ -6,6 +6,7 @@ app_name = "training"
 
 urlpatterns = [
     path("versions/<int:pk>/train/", views.version_train, name="version_train"),
+    path("versions/<int:pk>/cache-logits/", views.version_cache_logits, name="version_cache_logits"),
     path("runs/", views.run_list, name="run_list"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
