@@ -384,6 +384,15 @@ class GenerationJobAdmin(JobAdmin, LargeTableAdmin):
     progress_fields = ["total", "done", "generated_tokens", "tokens_per_second", "eta_seconds"]
 
 
+@admin.register(models.SynthesisJob)
+class SynthesisJobAdmin(JobAdmin):
+    list_display = ["id", "project", "teacher", "status", "created", "count", "duplicates", "flagged", "created_at"]
+    list_filter = ["status", "project"]
+    list_select_related = ["project", "teacher"]
+    raw_id_fields = ["project", "teacher", "created_by", "generation_job"]
+    progress_fields = ["created", "sampled", "duplicates", "flagged", "prompt_ids", "generation_job"]
+
+
 @admin.register(models.WorkerBeat)
 class WorkerBeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The Celery workers up now and the queues they consume (what "no worker is listening" is read from)."""

@@ -7,7 +7,7 @@ class CurationConfig(AppConfig):
 
     def ready(self) -> None:
         from curation.jobs.registry import JobKind, register
-        from curation.models import BulkActionJob, GenerationJob, ImportJob
+        from curation.models import BulkActionJob, GenerationJob, ImportJob, SynthesisJob
 
         register(JobKind(
             name="import", model=ImportJob, task="curation.tasks.import_job_run", queue="default",
@@ -23,6 +23,10 @@ class CurationConfig(AppConfig):
         register(JobKind(
             name="bulk-action", model=BulkActionJob, task="curation.tasks.bulk_action_run", queue="default",
             resume="it continues after the last item done (items are done in id order, a chunk per transaction)",
+        ))
+        register(JobKind(
+            name="synthesis", model=SynthesisJob, task="curation.tasks.generation_synthesis_run", queue="generation",
+            resume="prompts already added are kept (and skipped as duplicates); it samples until the count is reached",
         ))
 
 

@@ -453,3 +453,36 @@ class ServerResource(models.Model):
     def full_path(self) -> Path:
         path = Path(self.path)
         return path if path.is_absolute() else Path(settings.DATA_DIR) / path
+
+
+class SynthesisJob(BackgroundJob):
+    """Prompts the teacher writes itself (Magpie: the chat template's user header with no content), deduplicated
+    against the project and quality-flagged, added to the project; optionally answered by a generation job."""
+
+    job_kind = "synthesis"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="synthesis_jobs")
+    teacher = models.ForeignKey(Teacher, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    count = models.PositiveIntegerField(help_text="New prompts to add.")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(default=1.0)
+    top_p = models.FloatField(default=1.0)
+    max_new_tokens = models.PositiveIntegerField(default=64, help_text="Longest prompt, in tokens.")
+    seed = models.IntegerField(default=0)
+    keep_flagged = models.BooleanField(default=False, help_text="Add flagged prompts too (with their flags).")
+    answer = models.BooleanField(default=True, help_text="Then queue a greedy generation job for the new prompts.")
+    created = models.PositiveIntegerField(default=0)
+    sampled = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    flagged = models.PositiveIntegerField(default=0)
+    prompt_ids = models.JSONField(default=list, blank=True)
+    generation_job = models.ForeignKey(
+        GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"synthesis of {self.count} prompts by {self.teacher} in {self.project}"

@@ -21,6 +21,14 @@ def generation_run(job_id: int) -> None:
     generation_job_run(job_id=job_id)
 
 
+@shared_task(name="curation.tasks.generation_synthesis_run")
+def generation_synthesis_run(job_id: int) -> None:
+    """Magpie synthesis loads the teacher: routed with generation to the ``generation`` queue."""
+    from curation.services.synthesis import synthesis_job_run
+
+    synthesis_job_run(job_id=job_id)
+
+
 @shared_task(name="curation.tasks.import_job_run")
 def import_job_run(job_id: int) -> None:
     from curation.services.imports import import_job_run as run

@@ -12,9 +12,13 @@ class EvaluationConfig(AppConfig):
         attach_training_action()
 
         from curation.jobs.registry import JobKind, register
-        from evaluation.models import EvaluationRun
+        from evaluation.models import EvaluationRun, ReferenceSet
 
         register(JobKind(
             name="evaluation", model=EvaluationRun, task="evaluation.tasks.evaluation_run", queue="evaluation",
             resume="models already scored keep their results; only the others are evaluated",
+        ))
+        register(JobKind(
+            name="references", model=ReferenceSet, task="evaluation.tasks.references_run", queue="evaluation",
+            resume="references already generated are kept; only the missing ones are generated",
         ))

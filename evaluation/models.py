@@ -74,3 +74,28 @@ class EvaluationSample(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "task", "model_label", "doc_id"], name="unique_eval_sample")
         ]
+
+
+class ReferenceSet(BackgroundJob):
+    """The teacher's greedy answers to a version's held-out prompts, generated once by a worker and stored, so
+    that retention against them means imitation (sampled references are noisy: the demo teacher's own greedy
+    output scores ROUGE-L 0.447 against its samples). Evaluation runs that asked for them wait for this job."""
+
+    job_kind = "references"
+
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="reference_sets")
+    teacher = models.ForeignKey("curation.Teacher", on_delete=models.PROTECT, related_name="+")
+    max_new_tokens = models.PositiveIntegerField(default=256)
+    system_prompt = models.TextField(blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    references = models.JSONField(default=dict, blank=True, help_text="{row id: the teacher's greedy reply}")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["dataset_version", "teacher", "max_new_tokens"],
+                                               name="unique_reference_set")]
+
+    def __str__(self) -> str:
+        return f"greedy references of {self.teacher} on {self.dataset_version}"

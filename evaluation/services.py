@@ -53,7 +53,8 @@ REGRESSION_FLAG = "eval-regression"
 OPTION_LIMITS = {"batch_size": (1, 256), "num_fewshot": (0, 64), "max_gen_toks": (1, 4096),
                  "speed_batch_size": (1, 256), "speed_new_tokens": (1, 2048)}
 OPTIONS = {"limit", "num_fewshot", "apply_chat_template", "batch_size", "max_gen_toks", "fidelity",
-           "speed_batch_size", "speed_new_tokens"}
+           "speed_batch_size", "speed_new_tokens", "references"}
+REFERENCES = ("curated", "teacher_greedy")
 
 
 def _clean_options(options: dict | None) -> dict:
@@ -65,7 +66,11 @@ def _clean_options(options: dict | None) -> dict:
              "batch_size": options.get("batch_size", 8), "max_gen_toks": options.get("max_gen_toks", 256),
              # Fidelity and fixed-length speed run whenever a local teacher and a held-out set are there.
              "fidelity": bool(options.get("fidelity", True)),
-             "speed_batch_size": options.get("speed_batch_size", 8), "speed_new_tokens": options.get("speed_new_tokens", 64)}
+             "speed_batch_size": options.get("speed_batch_size", 8), "speed_new_tokens": options.get("speed_new_tokens", 64),
+             # Held-out references: the curated replies, or the teacher's greedy answers (generated once, stored).
+             "references": options.get("references", "curated")}
+    if clean["references"] not in REFERENCES:
+        raise ValidationError({"options": f"references must be one of {', '.join(REFERENCES)}."})
     for key, (low, high) in OPTION_LIMITS.items():
         value = options.get(key, clean.get(key))
         if value is None:
@@ -222,14 +227,31 @@ def evaluation_run_create(
     actor = created_by if actor is None else actor
     if dataset_version is not None and dataset_version.project_id != project.pk:
         raise ValidationError({"dataset_version": "That dataset version belongs to another project."})
+    specs, options = _resolve_models(project, models, actor), _clean_options(options)
+    tasks = _clean_tasks(tasks or [], dataset_version, actor)
+    refs = _greedy_references(specs, options, tasks, dataset_version, created_by, enqueue)
     run = EvaluationRun.objects.create(
         project=project, created_by=created_by, dataset_version=dataset_version, name=name[:200],
-        models_spec=_resolve_models(project, models, actor), tasks=_clean_tasks(tasks or [], dataset_version, actor),
-        options=_clean_options(options),
+        models_spec=specs, tasks=tasks, options=options,
     )
-    if enqueue:
+    # A run on greedy references waits for them: their job queues it when they are complete.
+    if enqueue and (refs is None or refs.status == JobStatus.SUCCEEDED):
         jobs.job_enqueue(run)
     return run
+
+
+def _greedy_references(specs, options, tasks, version, created_by, enqueue):
+    if options["references"] != "teacher_greedy":
+        return None
+    from evaluation.references import reference_set_for
+
+    teacher = next((s for s in specs if s["role"] == "teacher" and s.get("source", {}).get("teacher_id")), None)
+    if HELDOUT not in tasks or teacher is None:
+        raise ValidationError({"options": "Greedy references need the held-out task and a registered teacher."})
+    refs = reference_set_for(dataset_version=version, teacher=Teacher.objects.get(pk=teacher["source"]["teacher_id"]),
+                             max_new_tokens=options["max_gen_toks"], created_by=created_by, enqueue=enqueue)
+    options["reference_set"] = refs.pk
+    return refs
 
 
 def training_run_evaluate(*, training_run, created_by, options: dict | None = None) -> EvaluationRun:
@@ -285,7 +307,13 @@ def _execute(run: EvaluationRun) -> str:
     heldout = None
     if HELDOUT in run.tasks:
         path = folder / "heldout.jsonl"
-        dataset_export(version=run.dataset_version, format="sft", split="heldout", out=path)
+        if run.options.get("reference_set"):
+            from evaluation.models import ReferenceSet
+            from evaluation.references import write_greedy_heldout
+
+            write_greedy_heldout(ReferenceSet.objects.get(pk=run.options["reference_set"]), path)
+        else:
+            dataset_export(version=run.dataset_version, format="sft", split="heldout", out=path)
         heldout = HeldoutSpec(str(path), max_gen_toks=run.options.get("max_gen_toks", 256))
     names = [t for t in run.tasks if t != HELDOUT]
     opts = run.options

@@ -164,6 +164,17 @@ class _Importer:
             quality_flag_prompts(touched)
 
 
+def prompts_add(*, project: Project, records: list[Record]) -> tuple[Counts, set[int]]:
+    """Add prompts (and any candidates) the way an import does: deduplicated by content, quality-flagged, in one
+    transaction. For prompts made inside the app (synthesis) rather than read from a file."""
+    counts = Counts(read=len(records))
+    with transaction.atomic():
+        touched = _write_batch(project, list(records), counts)
+        if touched:
+            quality_flag_prompts(touched)
+    return counts, touched
+
+
 def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[int]:
     """Insert the batch's new prompts and completions; count each record as imported or duplicate.
 

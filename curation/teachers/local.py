@@ -58,6 +58,17 @@ class LocalTeacher:
         model.eval()
         self._tokenizer, self._model = tokenizer, model
 
+    @property
+    def model(self) -> Any:
+        """The loaded causal LM (loads it first), for work beyond answering prompts (Magpie synthesis)."""
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
     def render(self, prompt: PromptInput, system_prompt: str = "") -> str:
         self.load()
         messages = to_messages(prompt, system_prompt)
