@@ -34,6 +34,7 @@ urlpatterns = [
     path("p/<slug:slug>/items/<int:pk>/adjudicate/", curator.adjudicate, name="adjudicate"),
     path("p/<slug:slug>/generation/", generation.generation_panel, name="generation_panel"),
     path("p/<slug:slug>/generation/start/", generation.generation_start, name="generation_start"),
+    path("p/<slug:slug>/generation/synthesize/", generation.synthesis_start, name="synthesis_start"),
     path("p/<slug:slug>/generation/<int:pk>/", generation.generation_job, name="generation_job"),
     path("p/<slug:slug>/generation/<int:pk>/cancel/", generation.generation_job_cancel, name="generation_job_cancel"),
     path("p/<slug:slug>/generation/<int:pk>/resume/", generation.generation_job_resume, name="generation_job_resume"),

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import BrowseForm
-from curation.models import GenerationJob, JobStatus, Membership, Project
+from curation.models import GenerationJob, JobStatus, Membership, Project, Teacher
 from curation.selectors.access import access_project, user_role
 from curation.selectors.browse import active_filters
 from curation.selectors.generation import (
@@ -19,6 +19,7 @@ from curation.selectors.generation import (
     teachers_for_project,
 )
 from curation.services import generation as service
+from curation.services.synthesis import synthesis_job_create
 
 TEMPLATE = "curation/generation/page.html"
 CURATOR = Membership.Role.CURATOR
@@ -68,6 +69,27 @@ class GenerationForm(forms.Form):
         return selection
 
 
+class SynthesisForm(forms.Form):
+    teacher = forms.ModelChoiceField(queryset=None, empty_label=None, help_text="a local teacher")
+    count = forms.IntegerField(label="New prompts", min_value=1, max_value=100_000, initial=100)
+    temperature = forms.FloatField(min_value=0.01, max_value=2, initial=1.0)
+    max_new_tokens = forms.IntegerField(label="Longest prompt (tokens)", min_value=4, max_value=1024, initial=64)
+    seed = forms.IntegerField(initial=0)
+    answer = forms.BooleanField(label="Answer them (greedy)", required=False, initial=True)
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["teacher"].queryset = teachers_for_project(project).filter(kind=Teacher.Kind.LOCAL)
+
+
+def _synthesis_context(request: HttpRequest, project: Project, role: str, form=None, error: str = "") -> dict:
+    return {
+        "synthesis_form": form or (SynthesisForm(project=project) if role == CURATOR else None),
+        "synthesis_jobs": project.synthesis_jobs.select_related("teacher").order_by("-id")[:10],
+        "synthesis_error": error,
+    }
+
+
 def _render(request: HttpRequest, project: Project, *, form: GenerationForm | None = None,
             status: int = 200) -> HttpResponse:
     role = user_role(request.user, project)
@@ -77,6 +99,7 @@ def _render(request: HttpRequest, project: Project, *, form: GenerationForm | No
         "form": form or (GenerationForm(project=project, teacher=_teacher(request, project),
                                         browse=request.GET.get("browse", "")) if role == CURATOR else None),
         "jobs": generation_jobs_visible_to(request.user, project)[:10],
+        **_synthesis_context(request, project, role),
     }
     template = f"{TEMPLATE}#panel" if request.htmx else TEMPLATE
     return render(request, template, context, status=status)
@@ -114,6 +137,25 @@ def generation_start(request: HttpRequest, slug: str) -> HttpResponse:
         form.add_error(None, error)
         return _render(request, project, form=form, status=422)
     return _render(request, project)
+
+
+@require_POST
+def synthesis_start(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue a Magpie synthesis job (the same service as the API)."""
+    project = access_project(request.user, slug=slug, role=CURATOR)
+    form = SynthesisForm(request.POST, project=project)
+    error, status = "", 200
+    if form.is_valid():
+        try:
+            synthesis_job_create(project=project, created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            error, status = "; ".join(exc.messages), 422
+        else:
+            form = None
+    else:
+        status = 422
+    context = {"project": project, "role": CURATOR, **_synthesis_context(request, project, CURATOR, form, error)}
+    return render(request, f"{TEMPLATE}#synthesis", context, status=status)
 
 
 @require_GET

@@ -50,3 +50,20 @@ def test_api_door_and_validation(client, project, teacher, curator, annotator):
     client.force_login(annotator)
     assert client.post("/api/v1/synthesis-jobs/", {"project": project.slug, "teacher": "tiny", "count": 3},
                        content_type="application/json").status_code == 403
+
+
+def test_the_generation_page_queues_synthesis(client, project, teacher, curator, annotator):
+    from django.urls import reverse
+
+    client.force_login(curator)
+    page = client.get(reverse("curation:generation_panel", args=[project.slug]))
+    assert b"Synthesize prompts" in page.content
+    url = reverse("curation:synthesis_start", args=[project.slug])
+    done = client.post(url, {"teacher": teacher.pk, "count": 7, "temperature": 0.9, "max_new_tokens": 32, "seed": 1,
+                             "answer": "on"}, HTTP_HX_REQUEST="true")
+    assert done.status_code == 200 and b"0 / 7" in done.content
+    job = SynthesisJob.objects.get()
+    assert (job.count, job.temperature, job.answer, job.status) == (7, 0.9, True, JobStatus.QUEUED)
+    assert client.post(url, {"teacher": teacher.pk, "count": 0}, HTTP_HX_REQUEST="true").status_code == 422
+    client.force_login(annotator)
+    assert client.post(url, {"teacher": teacher.pk, "count": 3}).status_code == 403
