@@ -51,7 +51,7 @@ def test_create_resolves_models_and_queues_on_commit(project, version, teacher, 
     assert queued == [run.pk]
     assert run.tasks == ["heldout"] and run.status == JobStatus.QUEUED
     assert run.options == {"apply_chat_template": True, "batch_size": 4, "max_gen_toks": 256, "limit": 3,
-                           "fidelity": True, "speed_batch_size": 8, "speed_new_tokens": 64}
+                           "fidelity": True, "speed_batch_size": 8, "speed_new_tokens": 64, "references": "curated"}
     assert [(m["label"], m["role"], m["kind"]) for m in run.models_spec] == [
         ("big", "teacher", "hf"), ("small", "student", "hf")]
     assert run.teacher_label == "big" and run.student_labels == ["small"]
