@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from curation.jobs.admin import JobAdmin
-from evaluation.models import EvaluationRun, EvaluationSample
+from evaluation.models import EvaluationRun, EvaluationSample, ReferenceSet
 from evaluation.services import training_run_evaluate
 
 
@@ -23,6 +23,15 @@ class EvaluationRunAdmin(JobAdmin):
     @admin.display(description="Report")
     def report_link(self, run: EvaluationRun) -> str:
         return format_html('<a href="{}">report</a>', reverse("evaluation:run_detail", args=[run.pk]))
+
+
+@admin.register(ReferenceSet)
+class ReferenceSetAdmin(JobAdmin):
+    list_display = ["id", "dataset_version", "teacher", "max_new_tokens", "status", "done", "total", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["dataset_version__project", "teacher"]
+    raw_id_fields = ["dataset_version", "teacher", "created_by"]
+    progress_fields = ["done", "total", "references"]
 
 
 @admin.register(EvaluationSample)

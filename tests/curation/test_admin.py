@@ -30,6 +30,7 @@ def populated(project, annotator):
     teacher = Teacher.objects.create(name="smol", kind="local", model_path="/models/smol")
     models.GenerationJob.objects.create(project=project, teacher=teacher)
     models.BulkActionJob.objects.create(project=project, action="tag", tag_name="<b>t</b>", filters={"q": "x"}, total=3)
+    models.SynthesisJob.objects.create(project=project, teacher=teacher, count=10)
     models.SimilarityKey.objects.create(project=project, kind="p", key=12345, prompt=prompt)
     models.WorkerBeat.objects.create(name="celery@<b>host</b>", queues=["default"])
     models.ServerResource.objects.create(kind="model", name="smol", path="/models/smol")
