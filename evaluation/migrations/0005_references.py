@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0006_synthesis'),
+        ('curation', '0006_trust_boundaries'),
         ('evaluation', '0004_fidelity'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
