@@ -451,8 +451,9 @@ class ServerResource(models.Model):
 
     @property
     def full_path(self) -> Path:
-        path = Path(self.path)
-        return path if path.is_absolute() else Path(settings.DATA_DIR) / path
+        from curation.teachers.paths import in_data_dir
+
+        return in_data_dir(self.path, Path(settings.DATA_DIR))
 
 
 class SynthesisJob(BackgroundJob):

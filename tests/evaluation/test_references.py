@@ -11,6 +11,7 @@ from curation.models import JobStatus, Teacher
 from evaluation import services
 from evaluation.models import EvaluationRun, ReferenceSet
 from evaluation.references import reference_set_run, write_greedy_heldout
+from curation.services.trust import SERVER_SHELL, server_resource_register
 from tests.evaluation.helpers import make_heldout_version
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,8 @@ def setup(project, tiny_pair):
     version, prompts = make_heldout_version(project, tiny_pair.records)
     teacher = Teacher.objects.create(project=project, name="tiny-teacher", kind=Teacher.Kind.LOCAL,
                                      model_path=str(tiny_pair.teacher))
-    models = [{"teacher_id": teacher.pk}, {"kind": "hf", "path": str(tiny_pair.student), "label": "student"}]
+    server_resource_register(actor=SERVER_SHELL, kind="model", name="tiny-student", path=str(tiny_pair.student))
+    models = [{"teacher_id": teacher.pk}, {"kind": "hf", "path": "tiny-student", "label": "student"}]
     return version, teacher, models
 
 
@@ -54,11 +56,11 @@ def test_greedy_references_need_a_registered_teacher(setup, tiny_pair):
     version, _, _ = setup
     with pytest.raises(ValidationError, match="registered teacher"):
         services.evaluation_run_create(project=version.project, created_by=None, dataset_version=version,
-                                       models=[{"kind": "hf", "path": str(tiny_pair.student), "label": "s"}],
+                                       models=[{"kind": "hf", "path": "tiny-student", "label": "s"}],
                                        options={"references": "teacher_greedy"}, enqueue=False)
     with pytest.raises(ValidationError, match="references must be one of"):
         services.evaluation_run_create(project=version.project, created_by=None, dataset_version=version,
-                                       models=[{"kind": "hf", "path": str(tiny_pair.student), "label": "s"}],
+                                       models=[{"kind": "hf", "path": "tiny-student", "label": "s"}],
                                        options={"references": "sampled"}, enqueue=False)
 
 

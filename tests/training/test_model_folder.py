@@ -32,8 +32,15 @@ def test_run_row_config_and_evaluation_agree_on_the_student_folder(version, loca
     assert _training_spec(version.project, run.pk)["path"] == str(expected)
 
 
-def test_relative_student_paths_resolve_in_the_data_dir_for_evaluation_too(project, settings, tmp_path):
+def test_relative_model_paths_resolve_in_the_data_dir_everywhere(project, settings, tmp_path):
+    from curation.services.trust import SERVER_SHELL, server_resource_register
+
     settings.DATA_DIR = tmp_path
     (tmp_path / "students" / "s").mkdir(parents=True)
-    spec = _resolve_model(project, {"kind": "hf", "path": "students/s"})
-    assert spec["path"] == str(tmp_path / "students" / "s")
+    (tmp_path / "students" / "s" / "config.json").write_text("{}")
+    # An operator's raw path and a registered model name: the same folder, by the same rule.
+    assert _resolve_model(project, {"kind": "hf", "path": "students/s"}, SERVER_SHELL)["path"] == str(
+        tmp_path / "students" / "s")
+    resource = server_resource_register(actor=SERVER_SHELL, kind="model", name="s", path="students/s")
+    assert resource.full_path == tmp_path / "students" / "s"
+    assert _resolve_model(project, {"kind": "hf", "path": "s"}, None)["path"] == str(tmp_path / "students" / "s")
