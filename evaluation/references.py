@@ -63,7 +63,9 @@ def _generate(refs: ReferenceSet) -> str:
         chunk = rows[start : start + BATCH]
         # The conversation without the curated reply: the teacher answers exactly what the student is asked.
         prompts = [row["messages"][:-1] for row in chunk]
-        answers = {str(chunk[r.index]["id"]): r.candidates[0].text for r in client.generate(prompts, params)}
+        # NUL: PostgreSQL's jsonb cannot hold it, and no reference means it.
+        answers = {str(chunk[r.index]["id"]): r.candidates[0].text.replace("\x00", "")
+                   for r in client.generate(prompts, params)}
         refs.references.update(answers)
         if not jobs.job_beat(ReferenceSet, refs.pk, references=refs.references, done=len(refs.references)):
             return JobStatus.CANCELLED

@@ -146,7 +146,9 @@ def synthesize_prompts(
         generated += rows
         for ids in new:
             stop = next((i for i, t in enumerate(ids) if t in eos), None)
-            text = tokenizer.decode(ids if stop is None else ids[:stop], skip_special_tokens=True).strip()
+            text = tokenizer.decode(ids if stop is None else ids[:stop], skip_special_tokens=True)
+            # A model can emit NUL, which PostgreSQL text cannot hold and no annotator can see.
+            text = text.replace("\x00", "").strip()
             if not text:
                 empty += 1
                 continue

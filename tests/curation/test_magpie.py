@@ -29,6 +29,7 @@ def test_synthesis_is_reproducible_unique_and_skips_existing_prompts(tiny):
     assert len(keys) == len(set(keys)) and first.prompts
     assert first.generated >= len(first.prompts) + first.duplicates + first.empty - 4
     for prompt in first.prompts:
+        assert "\x00" not in prompt.text  # PostgreSQL text cannot hold it
         assert prompt.finish_reason in ("stop", "length") and 0 < prompt.tokens <= 12
         assert ("truncated" in prompt.flags) == (prompt.finish_reason == "length")
     # Prompts already in the project are never produced again.
