@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0006_trust_boundaries'),
+        ('curation', '0007_version_card_contamination'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
