@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.contrib import messages
@@ -121,11 +123,9 @@ def run_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def run_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The exported student (safetensors, tokenizer, chat template) as one zip, streamed as it is written."""
-    from evaluation.services import training_run_model_dir
-
     run = access_training_run(request.user, pk=pk, role=CURATOR)
-    folder = training_run_model_dir(run)
-    if run.status != JobStatus.SUCCEEDED or not (folder / "config.json").is_file():
+    folder = Path(run.model_dir)  # the one rule (training.ml.config.student_model_dir); "" unless it succeeded
+    if not run.model_dir or not (folder / "config.json").is_file():
         raise Http404("This run has no exported model.")
     name = f"{slugify(run.name) or 'student'}-run{run.pk}"
     response = StreamingHttpResponse(zip_folder(folder, name), content_type="application/zip")

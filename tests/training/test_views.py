@@ -128,7 +128,8 @@ def _finished_with_model(run, tmp_path):
     (model / "model.safetensors").write_bytes(b"\0" * 3_000_000)
     (model / "checkpoint-5").mkdir()
     (model / "checkpoint-5" / "optimizer.pt").write_bytes(b"x")
-    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED, report={"model_dir": str(model)})
+    # <artifact_dir>/model: where training exports a student (the one rule, training.ml.config.student_model_dir)
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED, artifact_dir=str(tmp_path))
     return model
 
 
@@ -172,6 +173,7 @@ def test_evaluate_against_the_teacher_queues_student_and_teacher_on_the_heldout_
 def test_the_form_marks_which_fields_belong_to_which_method(client, version, local_teacher, curator):
     client.force_login(curator)
     page = client.get(reverse("training:version_train", args=[version.pk])).content.decode()
-    assert 'name="kd_alpha"' in page and 'data-show-when="method=kd"' in page
+    assert 'name="kd_alpha"' in page and 'data-show-when="method=kd method=onpolicy"' in page
+    assert 'data-show-when="method=onpolicy"' in page  # lmbda and the sampling settings
     assert 'data-show-when="student_source=lora"' in page and 'data-show-when="method=dpo"' in page
     assert "effective batch" in page  # help text on the hyperparameters
