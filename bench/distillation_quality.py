@@ -243,9 +243,9 @@ def table(rows: list[dict], teacher_speed: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.ml.machine import configure_threads
+    from curation.teachers.threads import apply_model_threads
 
-    args.threads = configure_threads(args.threads)
+    args.threads = apply_model_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     stages: dict = {}

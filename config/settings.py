@@ -293,9 +293,6 @@ TRAINING_ACCELERATE_CONFIG = os.environ.get("DISTILLERY_ACCELERATE_CONFIG", "")
 DEVICE_NAME = os.environ.get("DISTILLERY_DEVICE", f"CPU ({os.cpu_count()} cores)")
 DEVICE_COST_PER_HOUR = float(os.environ.get("DISTILLERY_DEVICE_COST_PER_HOUR", "0") or 0)
 
-# torch threads in every process that runs a model (worker, training, evaluation children, teachers):
-# empty = the machine's physical cores (training.ml.machine). Children read it from the environment.
-TORCH_THREADS = os.environ.get("DISTILLERY_TORCH_THREADS", "")
 
 # Evaluations of built-in lm-eval tasks may fetch datasets from the hub only when this is on.
 EVALUATION_ALLOW_HUB = env_bool("EVALUATION_ALLOW_HUB", False)

@@ -73,7 +73,7 @@ def logit_cache_run(*, job_id: int) -> str | None:
 def _build(cache: LogitCache) -> str:
     from curation.services.datasets import dataset_export
     from training.ml.logit_cache import build_logit_cache
-    from training.ml.machine import configure_threads
+    from curation.teachers.threads import apply_model_threads
     from training.ml.student import load_causal_lm, load_tokenizer
 
     teacher_dir = teacher_folder(cache.teacher)
@@ -84,7 +84,7 @@ def _build(cache: LogitCache) -> str:
     # The export is deterministic (rows in position order): every attempt writes the same bytes, so the shards
     # of an earlier attempt still match.
     dataset_export(version=cache.dataset_version, format="sft", split="train", out=data)
-    configure_threads(getattr(settings, "TORCH_THREADS", "") or None)
+    apply_model_threads()
     teacher, tokenizer = load_causal_lm(teacher_dir), load_tokenizer(teacher_dir)
     state = {"cancelled": False}
 

@@ -40,9 +40,6 @@ def cmd_model(args: argparse.Namespace) -> int:
     from .runner import evaluate_model
 
     _exit_with_parent()
-    from training.ml.machine import configure_threads
-
-    configure_threads()  # torch's default (every logical CPU) ran a teacher batch 10x slower under load
     config = ModelRunConfig.from_dict(json.loads(Path(args.config).read_text()))
     error = Path(config.output_dir) / "error.json"
     if config.model.is_api:
@@ -73,11 +70,12 @@ def _no_redirects() -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
+    from curation.teachers.threads import apply_model_threads
+
     from .fidelity import FidelityRunConfig, run_fidelity
-    from training.ml.machine import configure_threads
 
     _exit_with_parent()
-    configure_threads()
+    apply_model_threads()  # the same thread rule as generation, training and the lm-eval child
     config = FidelityRunConfig.from_dict(json.loads(Path(args.config).read_text()))
     error = Path(config.output_dir) / "error.json"
     try:

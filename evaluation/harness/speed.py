@@ -3,7 +3,7 @@
 Counting tokens up to each row's first end-of-turn while timing every decoding step makes a student that never
 stops look fast (measured: 5.5x reported vs 2.2-2.4x real). Here `min_new_tokens = max_new_tokens`, so no row
 stops early, the token count is batch x new tokens, and the time covers exactly those tokens. Batch 1 gives
-latency; batch N gives throughput. The caller sets torch threads first (training.ml.machine).
+latency; batch N gives throughput. Threads follow the one rule of curation.teachers.threads.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ def measure_speed(
     """Fixed-length greedy generation timed at each batch size (one warm-up call first, not timed)."""
     import torch
 
-    from training.ml.machine import configure_threads
+    from curation.teachers.threads import apply_model_threads
 
     if not prompts:
         raise ValueError("speed needs at least one prompt")
-    used = configure_threads(threads)
+    used = apply_model_threads(threads)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     speed = Speed(threads=used, device=str(device))

@@ -31,15 +31,3 @@ def test_speed_counts_exactly_the_tokens_it_times(bias):
         assert point.new_tokens == 9
         assert point.tokens_per_second == pytest.approx(point.batch_size * 9 / point.latency_s, rel=1e-3)
         assert point.latency_s >= point.latency_s_min > 0
-
-
-def test_threads_come_from_the_setting_or_the_cores(monkeypatch):
-    from training.ml.machine import THREADS_ENV, physical_cores, torch_threads
-
-    monkeypatch.setenv(THREADS_ENV, "3")
-    assert torch_threads() == 3 and torch_threads(2) == 2
-    monkeypatch.delenv(THREADS_ENV)
-    assert torch_threads() == physical_cores() >= 1
-    monkeypatch.setenv(THREADS_ENV, "many")
-    with pytest.raises(ValueError, match="positive integer"):
-        torch_threads()

@@ -57,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.ml.config import TrainConfig
 
-    from training.ml.machine import configure_threads
-
-    configure_threads()  # several processes per machine under accelerate: the setting says how many each
     config = TrainConfig.from_json(Path(args.config))
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0007_version_card_contamination'),
+        ('curation', '0010_bulk_action_job'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
