@@ -282,6 +282,9 @@ CELERY_QUEUES_ALL = "default,generation,training,evaluation"
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {"task": "curation.sweep_stale_jobs", "schedule": 30.0},
 }
+# Imports commit in batches bounded by records and by bytes of input, whichever comes first (memory stays flat).
+IMPORT_BATCH_RECORDS = int(os.environ.get("DISTILLERY_IMPORT_BATCH_RECORDS", "5000"))
+IMPORT_BATCH_BYTES = int(os.environ.get("DISTILLERY_IMPORT_BATCH_BYTES", str(16 * 1024 * 1024)))
 # Per kind of job: {"training": {"max_attempts": 5, "stale_seconds": 45}}; stale_seconds is at most 60.
 JOB_POLICIES: dict = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -60,6 +60,8 @@ class BatchInput:
             request = json.loads(read_line_at(self._handle, offset, self.max_bytes))
         except (ValueError, json.JSONDecodeError) as exc:
             raise BadRecord(f"batch input line {number}: {exc}") from exc
+        except RecursionError as exc:
+            raise BadRecord(f"batch input line {number}: bad JSON: nested too deeply") from exc
         body = request.get("body") if isinstance(request, dict) else None
         if not isinstance(body, dict):
             raise BadRecord(f"batch input line {number}: missing field: body")
@@ -75,7 +77,7 @@ class BatchInput:
 def _custom_id(text: str) -> str | None:
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     value = obj.get("custom_id") if isinstance(obj, dict) else None
     return value if isinstance(value, str) else None

@@ -86,6 +86,9 @@ def _iter_json(handle, parser: Callable, max_bytes: int) -> Iterator[Record | In
         except json.JSONDecodeError as exc:
             yield Invalid(line.number, f"bad JSON: {exc.msg} at column {exc.colno}", line.text)
             continue
+        except RecursionError:  # the parser recurses per level: thousands of nested brackets exhaust the stack
+            yield Invalid(line.number, "bad JSON: nested too deeply", line.text)
+            continue
         if not isinstance(obj, dict):
             yield Invalid(line.number, f"wrong type: each line must be a JSON object, not {type(obj).__name__}", line.text)
             continue
@@ -160,7 +163,7 @@ def sniff(handle, name: str, max_bytes: int) -> str:
         first_text = first_text or line.text.strip()
         try:
             obj = json.loads(line.text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(obj, dict):
             return _format_of(obj)

@@ -25,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -37,7 +37,6 @@ from curation.jobs import services as jobs
 from curation.models import Completion, ImportJob, JobStatus, Project, Prompt
 from curation.services.quality import quality_flag_prompts
 
-BATCH_SIZE = 5000
 MAX_ERRORS_KEPT = 1000
 
 
@@ -109,19 +108,19 @@ class _Importer:
         self.counts = Counts()
 
     def all_or_nothing(self, records) -> Counts:
-        batch: list[Record] = []
+        batch = _Batch()
         with transaction.atomic():
             for item in records:
                 self.counts.read += 1
+                item = _checked(item)
                 if isinstance(item, Invalid):
                     _note_invalid(self.job, self.counts, item)
                     batch.clear()  # nothing more is written: the transaction will be rolled back
-                elif not self.counts.invalid:
-                    batch.append(item)
-                    if len(batch) >= BATCH_SIZE:
-                        self._write(batch)
-            if batch and not self.counts.invalid:
-                self._write(batch)
+                elif not self.counts.invalid and batch.add(item):
+                    self._write(batch.records)
+                    batch.clear()
+            if batch.records and not self.counts.invalid:
+                self._write(batch.records)
             if self.counts.invalid:
                 transaction.set_rollback(True)
         return self.counts
@@ -131,27 +130,43 @@ class _Importer:
         job, skip = self.job, self.job.resume_line
         self.counts = Counts(read=skip, imported=job.imported_count, duplicate=job.duplicate_count,
                              invalid=job.invalid_count)
-        batch: list[Record] = []
+        batch = _Batch()
         for index, item in enumerate(records, start=1):
+            item = _checked(item)
             if index <= skip:  # committed by an earlier attempt; its rejects are written again, not counted
                 if isinstance(item, Invalid):
                     rejects.write(item)
                 continue
             self.counts.read += 1
             if isinstance(item, Invalid):
-                _note_invalid(job, self.counts, item)
-                rejects.write(item)
-                continue
-            batch.append(item)
-            if len(batch) >= BATCH_SIZE:
-                self._commit(batch)
-        self._commit(batch)
+                self._reject(item, rejects)
+            elif batch.add(item):
+                self._commit(batch, rejects)
+        self._commit(batch, rejects)
         return self.counts
 
-    def _commit(self, batch: list[Record]) -> None:
+    def _reject(self, item: Invalid, rejects: _Rejects) -> None:
+        _note_invalid(self.job, self.counts, item)
+        rejects.write(item)
+
+    def _commit(self, batch: _Batch, rejects: _Rejects) -> None:
+        """The batch and the job's counts in one transaction. A batch the database refuses is written record by
+        record, each in a savepoint: the refused ones become rejects with the database's reason, so a job never
+        ends failed with rows committed."""
         with transaction.atomic():
-            if batch:
-                self._write(batch)
+            try:
+                with transaction.atomic():
+                    if batch.records:
+                        self._write(list(batch.records))
+            except DatabaseError:
+                for record in batch.records:
+                    try:
+                        with transaction.atomic():
+                            self._write([record])
+                    except DatabaseError as exc:
+                        reason = f"refused by the database: {str(exc).strip().splitlines()[0][:300]}"
+                        self._reject(Invalid(record.line, reason), rejects)
+            batch.clear()
             counts = self.counts
             jobs.job_beat(ImportJob, self.job.pk, resume_line=counts.read, read_count=counts.read,
                           imported_count=counts.imported, duplicate_count=counts.duplicate,
@@ -173,6 +188,48 @@ def prompts_add(*, project: Project, records: list[Record]) -> tuple[Counts, set
         if touched:
             quality_flag_prompts(touched)
     return counts, touched
+
+
+class _Batch:
+    """Records waiting to be written, bounded by count and by the bytes of text they hold: 5,000 short records
+    or a few hundred 50 KB ones make batches of similar memory, so peak RSS stays flat whatever the line size."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.size = 0
+
+    def add(self, record: Record) -> bool:
+        """Add; True when the batch is full and must be written now."""
+        self.records.append(record)
+        self.size += _record_bytes(record)
+        return len(self.records) >= settings.IMPORT_BATCH_RECORDS or self.size >= settings.IMPORT_BATCH_BYTES
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.size = 0
+
+
+def _record_bytes(record: Record) -> int:
+    texts = sum(len(message.get("content") or "") for message in record.messages)
+    candidates = sum(len(c.text) + (len(c.logprobs) * 64 if isinstance(c.logprobs, list) else 0)
+                     for c in record.candidates)
+    return texts + candidates + 256  # plus the fixed cost of the row objects
+
+
+NUL = "\x00"
+
+
+def _checked(item: Record | Invalid) -> Record | Invalid:
+    """PostgreSQL text and JSON cannot hold NUL; rejecting it here gives every database the same answer."""
+    if isinstance(item, Invalid):
+        return item
+    fields = [("messages", m.get("content") or "") for m in item.messages]
+    fields += [("completion", c.text) for c in item.candidates] + [("id", item.external_id)]
+    fields += [("metadata", to_json(item.metadata))] if item.metadata else []
+    for name, text in fields:
+        if NUL in text or (name == "metadata" and "\\u0000" in text):
+            return Invalid(item.line, f"{name} contains a NUL character (\\u0000), which cannot be stored")
+    return item
 
 
 def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[int]:

@@ -271,8 +271,8 @@ def test_skip_invalid_defaults_the_rejects_file_beside_the_uploads(project, tmp_
     assert json.loads(Path(job.rejects_path).read_text())["line"] == 1
 
 
-def test_all_or_nothing_holds_across_batches(project, tmp_path, monkeypatch):
-    monkeypatch.setattr(imports, "BATCH_SIZE", 3)
+def test_all_or_nothing_holds_across_batches(project, tmp_path, settings):
+    settings.IMPORT_BATCH_RECORDS = 3
     records = [{"prompt": f"Q{i}", "completion": f"A{i}"} for i in range(10)] + ["{broken"]
     job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records))
     assert job.status == JobStatus.FAILED and job.errors == [{"line": 11, "reason": job.errors[0]["reason"]}]
@@ -385,3 +385,67 @@ def test_a_json_array_cut_short_reports_where_it_broke(project, tmp_path):
     path.write_text(json.dumps(ALPACA_ARRAY, indent=4)[:-40])
     job = import_file(project=project, path=path, format="alpaca", skip_invalid=True)
     assert job.imported_count == 2 and job.errors[-1]["line"] == 3 and "bad JSON after array item 2" in job.errors[-1]["reason"]
+
+
+def test_batches_are_bounded_by_bytes_as_well_as_records(project, tmp_path, settings):
+    from curation.services.imports import _Batch
+
+    settings.IMPORT_BATCH_RECORDS, settings.IMPORT_BATCH_BYTES = 5000, 200_000
+    records = [{"prompt": f"Q{i}", "completion": "x" * 50_000} for i in range(12)]
+    sizes, batch = [], _Batch()
+    from curation.importers import read_records
+
+    with read_records(write_jsonl(tmp_path / "big.jsonl", records)) as (_, items):
+        for item in items:
+            if batch.add(item):
+                sizes.append(len(batch.records))
+                batch.clear()
+    assert sizes == [4, 4, 4]  # 50 KB lines: four to a 200 KB batch, not 5,000
+    job = import_file(project=project, path=tmp_path / "big.jsonl", skip_invalid=True)
+    assert job.status == JobStatus.SUCCEEDED and job.imported_count == 12 and job.resume_line == 12
+
+
+@pytest.mark.parametrize("skip_invalid", [True, False])
+def test_a_nul_inside_metadata_is_a_per_line_error_never_a_half_failed_job(project, tmp_path, settings, skip_invalid):
+    settings.IMPORT_BATCH_RECORDS = 4
+    records = [{"prompt": f"Q{i}", "completion": f"A{i}", "metadata": {"k": "v"}} for i in range(10)]
+    records[6]["metadata"] = {"note": "bad\u0000byte"}
+    records[8]["completion"] = "also\u0000bad"
+    job = import_file(project=project, path=write_jsonl(tmp_path / "nul.jsonl", records), skip_invalid=skip_invalid)
+    assert [e["line"] for e in job.errors] == [7, 9] and "NUL" in job.errors[0]["reason"]
+    if skip_invalid:
+        assert job.status == JobStatus.SUCCEEDED and (job.imported_count, job.invalid_count) == (8, 2)
+        assert Prompt.objects.count() == 8
+    else:
+        assert job.status == JobStatus.FAILED and not Prompt.objects.exists()
+
+
+def test_json_nested_ten_thousand_deep_is_a_per_line_error(project, tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps({"prompt": "ok", "completion": "fine"}) + "\n"
+                    + '{"prompt": "p", "metadata": ' + "[" * 10_000 + "]" * 10_000 + "}\n")
+    job = import_file(project=project, path=path, skip_invalid=True)
+    assert job.status == JobStatus.SUCCEEDED and job.imported_count == 1
+    assert job.errors == [{"line": 2, "reason": "bad JSON: nested too deeply"}]
+
+
+def test_a_resumed_skip_invalid_import_continues_after_its_last_committed_batch(project, tmp_path, settings):
+    """An attempt that died after two batches: the next one skips what they covered, counting nothing twice."""
+    settings.IMPORT_BATCH_RECORDS, settings.MEDIA_ROOT = 3, tmp_path
+    records = [{"prompt": f"Q{i}", "completion": f"A{i}"} for i in range(10)]
+    records[1] = "{broken"
+    path = write_jsonl(tmp_path / "x.jsonl", records)
+    first = import_file(project=project, path=path, skip_invalid=True)
+    assert (first.imported_count, first.invalid_count, first.read_count) == (9, 1, 10)
+    Prompt.objects.filter(text__in=[f"Q{i}" for i in range(7, 10)]).delete()  # as if lost with the last batch
+    ImportJob.objects.filter(pk=first.pk).update(
+        status=JobStatus.QUEUED, resume_line=7, read_count=7, imported_count=6, invalid_count=1, worker="")
+    job = ImportJob.objects.get(pk=first.pk)
+    job.file.name = path.name
+    job.save(update_fields=["file"])
+
+    done = import_job_run(job.pk)
+
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 2
+    assert (done.read_count, done.imported_count, done.duplicate_count, done.invalid_count) == (10, 9, 0, 1)
+    assert Prompt.objects.count() == 9 and len(done.errors) == 1
