@@ -22,6 +22,17 @@ Decision = Review.Decision
 RECLAIM_EVERY_SECONDS = 10
 
 
+class NotHeld(ValidationError):
+    """A new review from someone who does not hold the item, when its overlap is already taken by others."""
+
+    def __init__(self, required: int):
+        reviews = "review" if required == 1 else "reviews"
+        super().__init__({"__all__": [
+            f"This item is not assigned to you and already has the {required} {reviews} it needs from others, so "
+            "your review was not saved. Keep your text if you need it, then take the next item."
+        ]})
+
+
 class StaleReview(Exception):
     """The review changed since the page was loaded; ``current`` is what is stored now."""
 
@@ -144,6 +155,8 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
     if (review.version if review else 0) != data.version:
         raise StaleReview(review)
+    if review is None and not adjudicate and data.decision != Decision.SKIP:
+        _check_slot(prompt, annotator)
     completions = {c.id: c for c in prompt.completions.all()}
     ranking, chosen = _validate(prompt, data, completions)
     before = _effective_text(review, chosen)
@@ -166,6 +179,19 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     released, _ = Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
     prompt_refresh(prompt, claimed=max(0, prompt.claimed - released))
     return review
+
+
+def _check_slot(prompt: Prompt, annotator) -> None:
+    """The hand-out's overlap holds for saves too: without an assignment, a new review may only take a free slot.
+
+    Called under the prompt's lock, so two saves cannot both see the last slot free.
+    """
+    if Assignment.objects.filter(prompt=prompt, annotator=annotator).exists():
+        return
+    taken = (prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP).count()
+             + Assignment.objects.filter(prompt=prompt).count())
+    if taken >= prompt.project.reviews_required:
+        raise NotHeld(prompt.project.reviews_required)
 
 
 def _effective_text(review: Review | None, chosen: Completion | None) -> str | None:
@@ -207,22 +233,23 @@ def prompt_refresh(prompt: Prompt, *, claimed: int | None = None) -> None:
     ``claimed``: the open assignments when the caller knows them (every change to them happens under this
     prompt's lock, so a count the caller kept is exact); otherwise they are counted.
 
-    Unanimous reviews (same decision and, for approvals, the same chosen candidate) decide the item once
-    ``reviews_required`` of them are in; anything else waits for a curator, whose adjudication is final.
+    Unanimous reviews (same decision and, for approvals, the same chosen candidate with the same edit) decide the
+    item once ``reviews_required`` of them are in; anything else waits for a curator, whose adjudication is final:
+    two different edits of one answer are a disagreement, never one silently kept over the other.
     """
     rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
-                .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication"))
+                .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication", "edited_text"))
     prompt.review_count = len(rows)
     prompt.claimed = Assignment.objects.filter(prompt=prompt).count() if claimed is None else claimed
     prompt.needs_adjudication = False
     required = prompt.project.reviews_required
-    adjudications = [decision for decision, _, is_adj in rows if is_adj]
+    adjudications = [decision for decision, _, is_adj, _ in rows if is_adj]
     if adjudications:
         prompt.status = _status_of(adjudications[-1])
     elif rows and len(rows) >= required:
-        decisions = {decision for decision, _, _ in rows}
-        chosen = {cid for decision, cid, _ in rows if decision == Decision.APPROVE}
-        if len(decisions) == 1 and len(chosen) <= 1:
+        decisions = {decision for decision, _, _, _ in rows}
+        answers = {(cid, edit) for decision, cid, _, edit in rows if decision == Decision.APPROVE}
+        if len(decisions) == 1 and len(answers) <= 1:
             prompt.status = _status_of(decisions.pop())
         else:
             prompt.status, prompt.needs_adjudication = Prompt.Status.IN_REVIEW, True
