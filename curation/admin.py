@@ -20,6 +20,7 @@ from curation.services.datasets import dataset_version_freeze
 from curation.selectors.access import is_operator
 from curation.services.generation import generation_job_create, teacher_register
 from curation.services.trust import server_resource_delete, server_resource_register
+from curation.services.reviews import ReviewInput, StaleReview, review_check, review_correct
 
 
 class LargeTableAdmin(admin.ModelAdmin):
@@ -195,14 +196,52 @@ class AssignmentAdmin(BigTableAdmin):
     raw_id_fields = ["prompt", "annotator"]
 
 
+class ReviewAdminForm(forms.ModelForm):
+    """The admin's change form runs the review service's checks, so it refuses what the review page refuses."""
+
+    class Meta:
+        model = models.Review
+        fields = ["decision", "chosen", "ranking", "edited_text", "comment"]
+
+    def review_input(self) -> ReviewInput:
+        data = self.cleaned_data
+        return ReviewInput(decision=data["decision"], version=self.instance.version, ranking=data.get("ranking") or [],
+                           chosen_id=data["chosen"].pk if data.get("chosen") else None,
+                           edited_text=data.get("edited_text") or "", comment=data.get("comment") or "")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            review_check(prompt=self.instance.prompt, data=self.review_input())
+        return cleaned
+
+
 @admin.register(models.Review)
 class ReviewAdmin(BigTableAdmin):
+    """Reviews come from the review page and adjudication; here an operator may correct one, through the same
+    service: the edit gets its revision and version bump, and the item's counts and status are recomputed."""
+
+    form = ReviewAdminForm
     list_display = ["id", "prompt_id", "annotator", "decision", "is_adjudication", "version", "updated_at"]
     list_filter = ["decision", "is_adjudication"]
     list_select_related = ["annotator"]
     search_fields = ["=prompt__id", "annotator__username"]
     raw_id_fields = ["prompt", "annotator", "chosen"]
-    readonly_fields = ["version", "created_at", "updated_at"]
+    readonly_fields = ["prompt", "annotator", "is_adjudication", "superseded", "seconds_spent", "version",
+                       "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        stored = models.Review.objects.get(pk=obj.pk)
+        try:
+            saved = review_correct(review=stored, actor=request.user, data=form.review_input())
+        except StaleReview:
+            self.message_user(request, "This review changed while you edited it; nothing was saved. Reload it.",
+                              messages.ERROR)
+            return
+        obj.version = saved.version
 
 
 @admin.register(models.CompletionRevision)

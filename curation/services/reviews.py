@@ -149,8 +149,23 @@ def review_submit(*, project: Project, prompt_id: int, annotator, data: ReviewIn
         return _submit(project, prompt_id, annotator, data, adjudicate=adjudicate)
 
 
-def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, adjudicate: bool) -> Review:
-    """The body of a save; the caller holds the transaction."""
+def review_correct(*, review: Review, actor, data: ReviewInput) -> Review:
+    """An operator's correction of a stored review (the admin's change form), with every rule of a save: the
+    version check, a revision for a changed text (authored by the operator), and the item's counts and status
+    recomputed under its lock."""
+    with transaction.atomic():
+        return _submit(review.prompt.project, review.prompt_id, review.annotator, data,
+                       adjudicate=review.is_adjudication, author=actor)
+
+
+def review_check(*, prompt: Prompt, data: ReviewInput) -> None:
+    """The checks a save makes of its input (decision, ranking, chosen candidate, edit), without saving."""
+    _validate(prompt, data, {c.id: c for c in prompt.completions.all()})
+
+
+def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, adjudicate: bool,
+            author=None) -> Review:
+    """The body of a save; the caller holds the transaction. ``author``: who made the edit, when not the reviewer."""
     prompt = Prompt.objects.select_for_update(of=("self",)).select_related("project").get(pk=prompt_id, project=project)
     review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
     if (review.version if review else 0) != data.version:
@@ -174,7 +189,7 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     after = edited or (chosen.text if chosen else "")
     if chosen is not None and before is not None and before != after:
         CompletionRevision.objects.create(
-            completion=chosen, review=review, author=annotator, text_before=before, text_after=after
+            completion=chosen, review=review, author=author or annotator, text_before=before, text_after=after
         )
     released, _ = Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
     prompt_refresh(prompt, claimed=max(0, prompt.claimed - released))

@@ -108,3 +108,35 @@ def test_big_lists_skip_the_full_count(admin_user):
         model_admin = admin.site._registry[getattr(models, name)]
         assert model_admin.show_full_result_count is False
     assert admin.site._registry[Prompt].ordering == ["-id"]
+
+
+def test_a_review_edited_in_the_admin_goes_through_the_review_service(client, admin_user, project, annotator):
+    from curation.models import CompletionRevision, Review
+
+    prompt, completions, review = curate(project, ["first answer", "second answer"], annotator=annotator)
+    before = Review.objects.get(pk=review.pk)
+    client.force_login(admin_user)
+    url = reverse("admin:curation_review_change", args=[review.pk])
+    form = {"decision": "approve", "chosen": completions[1].pk, "ranking": "[]", "edited_text": "fixed by an operator",
+            "comment": ""}
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    review.refresh_from_db()
+    assert review.version == before.version + 1 and review.final_text == "fixed by an operator"
+    revision = CompletionRevision.objects.filter(review=review).latest("id")
+    assert revision.author == admin_user and revision.text_after == "fixed by an operator"
+    prompt.refresh_from_db()
+    assert prompt.status == Prompt.Status.APPROVED and prompt.review_count == 1
+    # What the review page refuses, the admin refuses too.
+    refused = client.post(url, {**form, "chosen": "", "edited_text": "an edit of nothing"})
+    assert refused.status_code == 200 and "Pick the best candidate" in refused.content.decode()
+    assert client.get(reverse("admin:curation_review_add")).status_code == 403
+
+
+def test_teacher_admin_checks_the_key_is_a_variable_name(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:curation_teacher_add"), {
+        "name": "api", "kind": "openai-compatible", "base_url": "http://vllm:8000/v1", "model_name": "m",
+        "api_key_env": "sk-live-1234 secret", "default_params": "{}"})
+    assert response.status_code == 200 and "never the key" in response.content.decode()
+    assert not Teacher.objects.exists()
