@@ -1,11 +1,13 @@
 """Import / freeze / export throughput and memory, through the real services, on whatever DATABASE_URL says.
 
-    python bench/import_export.py [--n 200000] [--flags-n 20000] [--keep]
+    python bench/import_export.py [--n 200000] [--flags-n 20000] [--wide-mb 200] [--keep]
 
 Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
 project by the default path (quality flags on: THE import figure), into a second fresh project without flags
-(beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone, approves every prompt (one review each, not timed), freezes a
-dataset version, and exports it as SFT and DPO JSON lines. "rows" are records (prompts) throughout. Prints
+(beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone,
+approves every prompt (one review each, not timed), freezes a dataset version, and exports it as SFT and DPO JSON
+lines; then imports a second file of --wide-mb MB made of 50 KB lines (few records, each large: the case where
+batches must be bounded by bytes, not only by records). "rows" are records (prompts) throughout. Prints
 rows/s, CPU seconds (this process, and its PostgreSQL backend) and peak RSS per phase, and writes
 bench/results/import_export.json (one entry per database vendor). DEBUG is off unless DJANGO_DEBUG says otherwise.
 
@@ -58,6 +60,20 @@ def peak_rss_mb() -> float:
 
 def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def generate_wide(path: Path, megabytes: int, line_kb: int = 50) -> int:
+    """Records of about ``line_kb`` KB each (a long prompt and two long completions), ``megabytes`` in all."""
+    rng = random.Random(1)
+    n = megabytes * 1024 // line_kb
+    words = line_kb * 1024 // 3 // 7  # three texts per line, ~7 bytes a word
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(n):
+            record = {"prompt": f"Document {i}: {sentence(rng, words)}",
+                      "completions": [{"text": f"Summary {i}a. {sentence(rng, words)}"},
+                                      {"text": f"Summary {i}b. {sentence(rng, words)}"}]}
+            handle.write(json.dumps(record) + "\n")
+    return n
 
 
 def generate(path: Path, n: int) -> None:
@@ -221,6 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--flags-n", type=int, default=20_000, help="Prompts to compute quality flags for.")
+    parser.add_argument("--wide-mb", type=int, default=200, help="Size of the file of 50 KB lines (0: skip).")
     parser.add_argument("--keep", action="store_true", help="Keep the bench project's rows afterwards.")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -241,8 +258,10 @@ def main() -> None:
     print(f"Generated {args.n:,} records ({source.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f}s")
     project = Project.objects.create(name=f"Bench {time.time():.0f}", slug=f"bench-{time.time_ns()}")
     bare = Project.objects.create(name=f"Bench no flags {time.time():.0f}", slug=f"bench-bare-{time.time_ns()}")
+    wide_project = Project.objects.create(name=f"Bench wide {time.time():.0f}", slug=f"bench-wide-{time.time_ns()}")
     results = {"n": args.n, "database": connection.vendor, "file_mb": round(source.stat().st_size / 2**20, 1),
                "load_average_before": os.getloadavg()}
+    phases = ["import", "import_no_flags", "reimport", "flags", "freeze", "export_sft", "export_dpo"]
     try:
         # THE import figure: the default path (quality flags on), as the command, the API and the page run it.
         results["import"] = run_child("import", project.slug, f"flags:{source}")
@@ -256,15 +275,24 @@ def main() -> None:
         version_id = str(results["freeze"]["version_id"])
         results["export_sft"] = run_child("export", version_id, f"sft:{work / 'sft.jsonl'}")
         results["export_dpo"] = run_child("export", version_id, f"dpo:{work / 'dpo.jsonl'}")
+        if args.wide_mb:
+            wide = work / "wide.jsonl"
+            generate_wide(wide, args.wide_mb)
+            results["wide_file_mb"] = round(wide.stat().st_size / 2**20, 1)
+            results["import_wide"] = run_child("import", wide_project.slug, f"flags:{wide}")
+            phases.append("import_wide")
     finally:
         if not args.keep:
             cleanup(project)
+            cleanup(wide_project)
         for path in work.iterdir():
             path.unlink()
         work.rmdir()
     results["load_average_after"] = os.getloadavg()
     print(f"load average {results['load_average_before'][0]:.1f} before, {results['load_average_after'][0]:.1f} after")
-    for name in ("import", "import_no_flags", "reimport", "flags", "freeze", "export_sft", "export_dpo"):
+    if args.wide_mb:
+        print(f"import_wide: a {results['wide_file_mb']:.0f} MB file of 50 KB lines")
+    for name in phases:
         r = results[name]
         server = f" + db {r['server_cpu_s']:.2f}s" if r["server_cpu_s"] is not None else ""
         print(f"{name:15s} {r['rows']:>9,} rows  {r['seconds']:7.2f}s (cpu {r['cpu_s']:.2f}s{server})  "
