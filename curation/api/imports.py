@@ -14,12 +14,13 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from config.api import router
+from curation.jobs.api import JOB_FIELDS, JobStateSerializer
 from curation.models import ImportJob, JobStatus, Membership
 from curation.selectors.access import access_project, check_role, projects_visible_to
 from curation.services.imports import import_job_create
 
 
-class ImportJobSerializer(serializers.ModelSerializer):
+class ImportJobSerializer(JobStateSerializer, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     has_rejects = serializers.SerializerMethodField()
@@ -27,9 +28,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "project", "created_by", "original_name", "format", "detected_format", "skip_invalid", "status",
+            "id", "project", "created_by", "original_name", "format", "detected_format", "skip_invalid",
             "read_count", "imported_count", "duplicate_count", "invalid_count", "errors", "message", "has_rejects",
-            "created_at", "started_at", "finished_at",
+            *JOB_FIELDS,
         ]
         read_only_fields = fields
 

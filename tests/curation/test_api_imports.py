@@ -103,3 +103,22 @@ def test_uploaded_file_is_imported_by_the_worker(project, curator, celery_worker
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert (job.imported_count, job.detected_format) == (2, "jsonl")
     assert Prompt.objects.filter(project=project).count() == 2
+
+
+def test_a_queued_import_says_how_long_it_waited_and_whether_a_worker_listens(client, project, curator, tmp_path,
+                                                                              settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from curation.models import ImportJob, WorkerBeat
+
+    job = ImportJob.objects.create(project=project, file="x.jsonl", queued_at=timezone.now() - timedelta(minutes=2))
+    client.force_login(curator)
+    state = client.get(f"/api/v1/imports/{job.pk}/").json()["queue"]
+    assert state["queue"] == "default" and state["waited_seconds"] >= 120 and state["worker_listening"] is False
+    page = client.get(f"/p/{project.slug}/imports/{job.pk}/").content.decode()
+    assert "no worker is listening" in page
+    WorkerBeat.objects.create(name="celery@box", queues=["default", "generation"])
+    assert client.get(f"/api/v1/imports/{job.pk}/").json()["queue"]["workers"] == ["celery@box"]
+    assert "1 worker listening" in client.get(f"/p/{project.slug}/imports/{job.pk}/").content.decode()
