@@ -331,9 +331,6 @@ class ImportJob(BackgroundJob):
         default=0, help_text="Records read up to the last committed batch: a resumed attempt skips them."
     )
 
-    class Meta:
-        ordering = ["-created_at"]
-
 
 class Teacher(models.Model):
     class Kind(models.TextChoices):
@@ -413,9 +410,6 @@ class GenerationJob(BackgroundJob):
     generated_tokens = models.PositiveBigIntegerField(default=0)
     tokens_per_second = models.FloatField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
 
 class ServerResource(models.Model):

@@ -36,12 +36,6 @@ class EvaluationRun(BackgroundJob):
     artifact_dir = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.name or f"evaluation run {self.pk}"
-
     @property
     def teacher_label(self) -> str | None:
         return next((m["label"] for m in self.models_spec if m.get("role") == "teacher"), None)

@@ -45,12 +45,6 @@ class TrainingRun(BackgroundJob):
     checkpoint_step = models.PositiveIntegerField(default=0, help_text="Step of the last saved checkpoint.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.name or f"training run {self.pk}"
-
     @property
     def progress(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0

@@ -43,6 +43,10 @@ class BackgroundJob(models.Model):
 
     class Meta:
         abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return getattr(self, "name", "") or f"{self._meta.verbose_name} {self.pk}"
 
     @property
     def active(self) -> bool:
