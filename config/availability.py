@@ -73,10 +73,12 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
+    from django.conf import settings
+
     from config.celery import app
 
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
             conn.default_channel  # noqa: B018 - opening a channel proves the broker answers
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker is "down", with its kind
