@@ -70,7 +70,9 @@ class TrainingProcess:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
                 command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # The launcher dies with the worker; training.ml, asked through the env, dies with the launcher.
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - the worker's pool process runs no other threads
+                # noqa below: the pool process's only other thread is the job heartbeat (an Event wait and short
+                # UPDATEs); between fork and exec the child only calls prctl.
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
 
     @property
