@@ -196,3 +196,13 @@ def test_evaluation_keeps_the_models_already_scored(worker, project, tiny_pair, 
     assert set(done.results) == {"first", "second"} and done.progress == 1.0
     per_model = EvaluationSample.objects.filter(run=run).values("model_label").annotate(n=Count("id"))
     assert {row["model_label"]: row["n"] for row in per_model} == {"first": len(samples), "second": len(samples)}
+
+
+def test_a_running_worker_says_which_queues_it_listens_on(worker, project):
+    from curation.jobs.selectors import queue_state
+
+    job = ImportJob.objects.create(project=project, file="never-run.jsonl", status=JobStatus.CANCELLED)
+    state = wait_for(lambda: (s := queue_state(job)).listening and s, timeout=30, message="the worker's beat")
+    assert state.queue == "default" and len(state.workers) == 1
+    worker.stop()  # a clean shutdown takes its row away at once
+    assert not queue_state(job).listening
