@@ -208,14 +208,21 @@ def jobs_sweep() -> dict[str, dict[str, list[int]]]:
     cancel was pending) cancelled. Run by Celery beat every SWEEP_SECONDS and when a worker starts."""
     report: dict[str, dict[str, list[int]]] = {}
     for kind in kinds():
-        done: dict[str, list[int]] = {}
-        for job in stale_jobs(kind):
-            silent = timezone.now() - job.heartbeat_at if job.heartbeat_at else None
-            reason = (f"its worker {job.worker} is gone" if job.worker and worker_is_dead(job.worker)
-                      else f"no heartbeat for {int(silent.total_seconds()) if silent else '?'} s (worker killed, "
-                           "out of memory, or machine gone)")
-            status = job_release(job=job, reason=reason)
-            if status:
-                done.setdefault(status, []).append(job.pk)
-        report[kind.name] = done
+        try:
+            report[kind.name] = _sweep_kind(kind)
+        except Exception:  # noqa: BLE001 - one kind's trouble must not leave the other kinds' lost jobs running
+            logger.exception("sweeping %s jobs failed", kind.name)
     return report
+
+
+def _sweep_kind(kind: JobKind) -> dict[str, list[int]]:
+    done: dict[str, list[int]] = {}
+    for job in stale_jobs(kind):
+        silent = timezone.now() - job.heartbeat_at if job.heartbeat_at else None
+        reason = (f"its worker {job.worker} is gone" if job.worker and worker_is_dead(job.worker)
+                  else f"no heartbeat for {int(silent.total_seconds()) if silent else '?'} s (worker killed, "
+                       "out of memory, or machine gone)")
+        status = job_release(job=job, reason=reason)
+        if status:
+            done.setdefault(status, []).append(job.pk)
+    return done
