@@ -32,7 +32,17 @@ def worker_is_dead(worker: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process stays a zombie until its parent reaps it, and ``kill(pid, 0)`` still finds it: a pool
+    child whose worker was killed with it lingers so under a PID 1 that reaps late (containers)."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()
+    except OSError:
+        return False  # no /proc (not Linux) or gone meanwhile: the heartbeat decides
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 def job_is_stale(job: BackgroundJob) -> bool:

@@ -169,3 +169,23 @@ def test_queue_state_says_how_long_a_job_waited_and_who_listens(one_of_each):
     WorkerBeat.objects.create(name="celery@c", queues=["evaluation"])
     assert queue_state(job).workers == ["celery@a"]
     assert queue_state(one_of_each["evaluation"]).workers == ["celery@c"]
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_dead():
+    """A pool child killed with its worker lingers as a zombie until reaped; kill(pid, 0) still finds it."""
+    import signal
+    import time
+
+    from curation.jobs.selectors import worker_is_dead
+
+    child = subprocess.Popen(["sleep", "60"])
+    name = f"{socket.gethostname()}:{child.pid}"
+    try:
+        assert not worker_is_dead(name)
+        child.send_signal(signal.SIGKILL)
+        time.sleep(0.5)  # dead, but not waited for: a zombie
+        assert worker_is_dead(name)
+    finally:
+        child.kill()
+        child.wait()
+    assert worker_is_dead(name)
