@@ -140,7 +140,8 @@ class LogitCacheSerializer(JobStateSerializer, serializers.ModelSerializer):
 class LogitCacheCreateSerializer(serializers.Serializer):
     dataset_version = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="A frozen dataset version's id.")
     teacher = serializers.CharField(required=False, max_length=100,
-                                    help_text="A local teacher's name (the project's own first).")
+                                    help_text="A teacher's name (the project's own first): a local model folder, "
+                                              "or an API teacher naming its tokenizer.")
     teacher_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     top_k = serializers.IntegerField(required=False, default=32, min_value=1, max_value=1024)
 

@@ -24,8 +24,8 @@ from training.logit_caches import logit_cache_create
 from training.selectors import (
     access_dataset_version,
     access_training_run,
+    cacheable_teachers,
     default_teacher,
-    trainable_teachers,
     training_runs_visible_to,
 )
 from training.services import training_run_cancel, training_run_create, training_run_resume
@@ -47,7 +47,8 @@ def version_train(request: HttpRequest, pk: int) -> HttpResponse:
             url = reverse("training:run_detail", args=[run.pk])
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     context = {"version": version, "project": version.project, "role": CURATOR, "form": form,
-               "runs": version.training_runs.select_related("created_by")[:20], "caches": _caches(version)}
+               "runs": version.training_runs.select_related("created_by")[:20], "caches": _caches(version),
+               "cache_teachers": cacheable_teachers(version.project)}
     template = "training/launch.html#launch-form" if request.htmx else "training/launch.html"
     return render(request, template, context, status=422 if form.errors else 200)
 
@@ -63,16 +64,17 @@ def version_cache_logits(request: HttpRequest, pk: int) -> HttpResponse:
     error, status = "", 200
     teacher = default_teacher(version.project)
     if request.POST.get("teacher", "").isdigit():
-        teacher = next((t for t in trainable_teachers(version.project) if t.pk == int(request.POST["teacher"])), None)
+        teacher = next((t for t in cacheable_teachers(version.project) if t.pk == int(request.POST["teacher"])), None)
     try:
         top_k = int(request.POST.get("top_k") or 32)
         if teacher is None:
-            raise ValidationError("Choose a local teacher saved as a model folder.")
+            raise ValidationError("Choose a local teacher saved as a model folder, or an API teacher naming its "
+                                  "tokenizer.")
         logit_cache_create(dataset_version=version, teacher=teacher, top_k=top_k, created_by=request.user)
     except (ValueError, ValidationError) as exc:
         error, status = "; ".join(getattr(exc, "messages", [str(exc)])), 422
     context = {"version": version, "project": version.project, "caches": _caches(version), "cache_error": error,
-               "form": TrainingRunForm(version.project)}
+               "form": TrainingRunForm(version.project), "cache_teachers": cacheable_teachers(version.project)}
     if request.htmx:
         return render(request, "training/launch.html#logit-caches", context, status=status)
     return redirect("training:version_train", pk=version.pk)

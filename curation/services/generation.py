@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAMPLING_KEYS = {"n", "temperature", "top_p", "max_new_tokens", "seed", "system_prompt"}
-RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "timeout", "max_retries"}
+RUNTIME_KEYS = {"batch_size", "device", "threads", "logprobs", "concurrency", "timeout", "max_retries", "tokenizer"}
 
 
 @transaction.atomic
@@ -98,6 +98,12 @@ def teacher_register(
     unknown = set(default_params or {}) - SAMPLING_KEYS - RUNTIME_KEYS
     if unknown:
         errors["default_params"] = f"Unknown settings: {', '.join(sorted(unknown))}."
+    elif (default_params or {}).get("tokenizer"):
+        # An API teacher's tokenizer (for caching its logits) is a model folder an operator registered, by name.
+        try:
+            registered_model_path(str(default_params["tokenizer"]), field="default_params")
+        except ValidationError as error:
+            errors.update(error.message_dict)
     if price_per_million_tokens is not None and price_per_million_tokens < 0:
         errors["price_per_million_tokens"] = "A price cannot be negative."
     if errors:

@@ -15,7 +15,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -63,6 +63,7 @@ class OpenAICompatibleTeacher:
     ) -> None:
         # base_url includes the version prefix, e.g. http://localhost:8000/v1 or https://api.openai.com/v1.
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.completions_url = base_url.rstrip("/") + "/completions"
         self.model = model
         self.api_key_env = api_key_env
         self.source = source or model
@@ -149,17 +150,22 @@ class OpenAICompatibleTeacher:
             body["seed"] = seed
         if params.logprobs:
             body["logprobs"] = True
+        return self._send(self.url, body, key, stopped, _parse_choice)
+
+    def _send(self, url: str, body: dict[str, Any], key: str | None, stopped: threading.Event,
+              parse: Callable[[dict[str, Any]], Any]) -> Any:
+        """POST with retries and backoff; ``parse`` turns the JSON answer into the result (or a TeacherError)."""
         for attempt in range(self.max_retries + 1):
             if stopped.is_set():
                 raise _Stopped("generation stopped")
             try:
-                return _parse_choice(self._post(body, key))
+                return parse(self._post(body, key, url))
             except TeacherAuthError:
                 stopped.set()  # every queued request would be refused too: send none of them
                 raise
             except _Retryable as error:
                 if attempt == self.max_retries:
-                    raise TeacherError(f"{self.url}: giving up after {attempt + 1} attempts: {error}") from None
+                    raise TeacherError(f"{url}: giving up after {attempt + 1} attempts: {error}") from None
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(1.0, 1.25)
                 if error.retry_after is not None:
                     delay = min(self.max_backoff, max(delay, error.retry_after))
@@ -168,37 +174,60 @@ class OpenAICompatibleTeacher:
                     raise _Stopped("generation stopped") from None
         raise AssertionError("unreachable")
 
-    def _post(self, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+    def prompt_logprobs(self, prompts: Sequence[Sequence[int]], top_k: int) -> list[list[dict[int | str, float] | None]]:
+        """Teacher-forced top-k log-probabilities at every position of each prompt (given as token ids, so the
+        server scores exactly our tokenization), in order, ``concurrency`` requests at a time.
+
+        Asks vLLM's completions endpoint for ``prompt_logprobs=k`` with ``max_tokens=1``. Each prompt gives one
+        entry per position (the first is None: nothing predicts it), mapping a token id (int, vLLM's
+        ``prompt_logprobs``) or a token string (str, the legacy ``echo`` shape) to its log-probability.
+        """
+        key = self._api_key()
+        stopped = threading.Event()
+
+        def one(ids: Sequence[int]) -> list[dict[int | str, float] | None]:
+            body = {"model": self.model, "prompt": list(ids), "max_tokens": 1, "temperature": 0.0,
+                    "prompt_logprobs": top_k}
+            return self._send(self.completions_url, body, key, stopped, _parse_prompt_logprobs)
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="teacher-http") as pool:
+            try:
+                return list(pool.map(one, prompts))
+            finally:
+                stopped.set()  # one request's error ends the others' retries
+
+    def _post(self, body: dict[str, Any], key: str | None, url: str | None = None) -> dict[str, Any]:
         # Messages name the status and a reason of our own, never the server's body: the URL is a curator's
         # choice, and an echoed body would let anyone read what an internal address answers.
+        url = url or self.url
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
             with self.opener.open(request, timeout=self.timeout) as response:
                 payload = response.read(MAX_RESPONSE_BYTES + 1)
         except OutboundRefused as error:
-            raise TeacherError(f"{self.url}: {error}") from None
+            raise TeacherError(f"{url}: {error}") from None
         except urllib.error.HTTPError as error:
             if error.code in (401, 403):
                 where = f"the key in ${self.api_key_env}" if self.api_key_env else "the request (no API key configured)"
-                raise TeacherAuthError(f"{self.url} rejected {where}: HTTP {error.code}") from None
+                raise TeacherAuthError(f"{url} rejected {where}: HTTP {error.code}") from None
             if 300 <= error.code < 400:
-                raise TeacherError(f"{self.url}: HTTP {error.code}, a redirect; redirects are not followed, "
+                raise TeacherError(f"{url}: HTTP {error.code}, a redirect; redirects are not followed, "
                                    "give the final URL") from None
             if error.code in RETRIED_STATUSES or error.code >= 500:
                 raise _Retryable(f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))) from None
-            raise TeacherError(f"{self.url}: HTTP {error.code}, the server refused the request") from None
+            raise TeacherError(f"{url}: HTTP {error.code}, the server refused the request") from None
         except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError):
             # One message for refused, reset and timed out: telling them apart would make a port scanner.
             raise _Retryable(f"no answer from the server within {self.timeout:g}s") from None
         if len(payload) > MAX_RESPONSE_BYTES:
-            raise TeacherError(f"{self.url}: the response is larger than {MAX_RESPONSE_BYTES // 2**20} MB")
+            raise TeacherError(f"{url}: the response is larger than {MAX_RESPONSE_BYTES // 2**20} MB")
         try:
             return json.loads(payload)
         except ValueError:
-            raise TeacherError(f"{self.url}: the response is not JSON") from None
+            raise TeacherError(f"{url}: the response is not JSON") from None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -225,3 +254,22 @@ def _parse_choice(data: dict[str, Any]) -> Candidate:
         completion_tokens=int(tokens),
         logprobs=logprobs,
     )
+
+
+def _parse_prompt_logprobs(data: dict[str, Any]) -> list[dict[int | str, float] | None]:
+    """vLLM: choices[0].prompt_logprobs = [None, {"<id>": {"logprob": x, ...}}, ...]; the legacy echo shape:
+    choices[0].logprobs.top_logprobs = [None, {"<token>": x}, ...]."""
+    try:
+        choice = data["choices"][0]
+        if choice.get("prompt_logprobs"):
+            return [None if entry is None else {
+                int(token_id): float(value["logprob"] if isinstance(value, dict) else value)
+                for token_id, value in entry.items()
+            } for entry in choice["prompt_logprobs"]]
+        top = (choice.get("logprobs") or {}).get("top_logprobs")
+        if top:
+            return [None if entry is None else {str(t): float(v) for t, v in entry.items()} for entry in top]
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise TeacherError("the response's prompt log-probabilities are not in vLLM's shape") from None
+    raise TeacherError("the server returned no prompt log-probabilities: it must support teacher-forced "
+                       "scoring (vLLM's completions endpoint with prompt_logprobs)")

@@ -71,7 +71,11 @@ def test_a_cache_needs_a_local_teacher_folder_and_training_rows(version, project
 
     from curation.models import Teacher
 
+    gguf = Teacher.objects.create(project=project, name="gguf", kind=Teacher.Kind.LOCAL, model_path="tiny.gguf",
+                                  engine=Teacher.Engine.LLAMA_CPP)
+    with pytest.raises(ValidationError, match="local teacher saved as a model folder"):
+        logit_cache_create(dataset_version=version, teacher=gguf, enqueue=False)
     remote = Teacher.objects.create(project=project, name="remote", kind=Teacher.Kind.OPENAI,
                                     base_url="http://127.0.0.1:9/v1", model_name="m")
-    with pytest.raises(ValidationError, match="local teacher"):
+    with pytest.raises(ValidationError, match="private"):  # loopback, and no operator allowed it
         logit_cache_create(dataset_version=version, teacher=remote, enqueue=False)

@@ -15,6 +15,9 @@ T the teacher's distribution restricted to its top k is softmax(values / T): div
 from dividing logits by T by a constant per row, which the softmax removes. With k = the vocabulary this is
 exactly the live teacher's tempered distribution.
 
+A remote teacher (an OpenAI-compatible server that scores prompts, e.g. vLLM) fills the same shards: it is sent
+each example's token ids and answers teacher-forced top-k log-probabilities per position (`remote_scorer`).
+
 Shards are written one by one and listed in the manifest only when complete, so an interrupted build resumes at
 the first missing shard (the manifest is rewritten after each one, with "complete": false until the end).
 """
@@ -57,6 +60,8 @@ class CacheManifest:
     size_bytes: int = 0
     sha256: str = ""  # over the shards' hashes, in order: the identity of the cache's content
     seconds: float = 0.0
+    remote: bool = False  # filled by an OpenAI-compatible server's prompt log-probs, not a local forward pass
+    server: str = ""  # the remote teacher as "model @ base URL"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +137,102 @@ def _write_shard(folder: Path, number: int, parts: list[tuple[int, Any, Any]]) -
     }
 
 
+Scorer = Callable[[list[dict[str, Any]]], list[tuple[Any, Any]]]
+"""Examples in, per example (values, indices) at its reply positions out, in order."""
+
+
+def reply_positions(example: dict[str, Any]) -> Any:
+    """Positions whose next token is a reply token: position i predicts token i + 1."""
+    import torch
+
+    labels = torch.tensor(example["labels"])
+    return (labels[1:] != IGNORE).nonzero().squeeze(1)
+
+
+def local_scorer(teacher: Any, tokenizer: Any, top_k: int, dtype: str) -> Scorer:
+    """A forward pass of a local teacher, a padded batch at a time."""
+    import torch
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    teacher.eval()
+
+    def score(chunk: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+        width = max(len(e["input_ids"]) for e in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, example in enumerate(chunk):
+            ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+            mask[row, : len(example["input_ids"])] = 1
+        with torch.inference_mode():
+            logits = teacher(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        return [teacher_topk(logits[row, reply_positions(e)], top_k, dtype) for row, e in enumerate(chunk)]
+
+    return score
+
+
+def token_id_mapper(tokenizer: Any) -> Callable[[int | str], int]:
+    """A server's token (an id, "token_id:N", a vocabulary entry, or its decoded text) as our tokenizer's id."""
+    vocab = tokenizer.get_vocab()
+    decoded: dict[str, int | None] = {}
+
+    def to_id(token: int | str) -> int:
+        if isinstance(token, int):
+            return token
+        if token.startswith("token_id:") and token[9:].isdigit():
+            return int(token[9:])
+        if token in vocab:
+            return vocab[token]
+        if not decoded:  # decoded text is ambiguous when two ids decode alike: those map to None and refuse
+            for token_id in range(len(tokenizer)):
+                text = tokenizer.decode([token_id])
+                decoded[text] = None if text in decoded else token_id
+        found = decoded.get(token)
+        if found is None:
+            raise CacheMismatch(f"the server's token {token!r} is not one token of the teacher's tokenizer: "
+                                "the server runs another tokenizer")
+        return found
+
+    return to_id
+
+
+def remote_scorer(client: Any, tokenizer: Any, top_k: int, dtype: str) -> Scorer:
+    """Prompt log-probabilities from a server (``client.prompt_logprobs(list of id lists, k)``) as cache rows.
+
+    The server is sent our token ids, so it scores our tokenization; it must answer one entry per position and
+    at least k tokens at each, or the cache would not line up with training and is refused.
+    """
+    import torch
+
+    to_id = token_id_mapper(tokenizer)
+
+    def score(chunk: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+        answers = client.prompt_logprobs([e["input_ids"] for e in chunk], top_k)
+        out = []
+        for example, entries in zip(chunk, answers, strict=True):
+            length = len(example["input_ids"])
+            if len(entries) != length:
+                raise CacheMismatch(
+                    f"row {example['row']}: the server scored {len(entries)} positions of a {length}-token example: "
+                    "its tokenizer disagrees with the teacher's tokenizer named here")
+            values, indices = [], []
+            for position in reply_positions(example).tolist():
+                entry = entries[position + 1]
+                if not entry or len(entry) < top_k:
+                    raise CacheMismatch(
+                        f"row {example['row']}: the server returned {len(entry or {})} log-probabilities at a "
+                        f"position, not {top_k}; lower top_k or raise the server's limit (vLLM: --max-logprobs)")
+                # vLLM adds the prompt's own token when it is outside the top k: keep the k largest.
+                best = sorted(((lp, to_id(token)) for token, lp in entry.items()), key=lambda p: -p[0])[:top_k]
+                values.append([lp for lp, _ in best])
+                indices.append([token_id for _, token_id in best])
+            shape = (len(values), top_k)
+            out.append((torch.tensor(values, dtype=torch.float32).reshape(shape).to(getattr(torch, dtype)),
+                        torch.tensor(indices, dtype=torch.int32).reshape(shape)))
+        return out
+
+    return score
+
+
 def build_logit_cache(
     teacher: Any,
     tokenizer: Any,
@@ -146,12 +247,16 @@ def build_logit_cache(
     dtype: str = "float16",
     progress: Progress | None = None,
     should_stop: StopFn | None = None,
+    remote_client: Any = None,
+    server: str = "",
 ) -> CacheManifest:
     """Compute (or finish) the cache for `train_file` in `folder`; returns the manifest.
 
+    `teacher` is a local causal LM, or None with `remote_client` (an OpenAI-compatible client that scores prompts,
+    batch_size requests per round) and `server` (what the manifest records).
+
     `should_stop` is asked between batches; a stopped build keeps its complete shards and resumes from them.
     """
-    import torch
 
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
@@ -162,15 +267,17 @@ def build_logit_cache(
     folder.mkdir(parents=True, exist_ok=True)
     manifest = CacheManifest(
         teacher=teacher_name,
-        top_k=min(top_k, int(teacher.config.vocab_size)),
+        top_k=min(top_k, int(teacher.config.vocab_size) if teacher is not None else len(tokenizer)),
         train_file_sha256=sha256_file(train_file),
         tokenizer_sha256=tokenizer_sha256(tokenizer),
         max_seq_len=max_seq_len,
         dtype=dtype,
+        remote=remote_client is not None,
+        server=server,
     )
     if (folder / MANIFEST).exists():
         old = CacheManifest.load(folder)
-        keys = ("teacher", "top_k", "train_file_sha256", "tokenizer_sha256", "max_seq_len", "dtype")
+        keys = ("teacher", "top_k", "train_file_sha256", "tokenizer_sha256", "max_seq_len", "dtype", "remote")
         same = all(getattr(old, key) == getattr(manifest, key) for key in keys)
         if same and old.complete:
             return old
@@ -180,8 +287,10 @@ def build_logit_cache(
     examples = tokenize_rows(train_file, tokenizer, max_seq_len)
     done = sum(shard["examples"] for shard in manifest.shards)
     report = progress or (lambda fraction, message: None)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    teacher.eval()
+    if remote_client is not None:
+        score = remote_scorer(remote_client, tokenizer, manifest.top_k, dtype)
+    else:
+        score = local_scorer(teacher, tokenizer, manifest.top_k, dtype)
     parts: list[tuple[int, Any, Any]] = []
     for start in range(done, len(examples), batch_size):
         if should_stop and should_stop():
@@ -189,18 +298,7 @@ def build_logit_cache(
             manifest.save(folder)
             return manifest
         chunk = examples[start : start + batch_size]
-        width = max(len(e["input_ids"]) for e in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, example in enumerate(chunk):
-            ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
-            mask[row, : len(example["input_ids"])] = 1
-        with torch.inference_mode():
-            logits = teacher(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        for row, example in enumerate(chunk):
-            labels = torch.tensor(example["labels"])
-            positions = (labels[1:] != IGNORE).nonzero().squeeze(1)  # position i predicts token i + 1
-            values, indices = teacher_topk(logits[row, positions], manifest.top_k, dtype)
+        for example, (values, indices) in zip(chunk, score(chunk), strict=True):
             parts.append((example["row"], values, indices))
         finished = start + len(chunk)
         if len(parts) >= shard_examples or finished == len(examples):

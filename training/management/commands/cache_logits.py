@@ -15,12 +15,13 @@ from training.selectors import default_teacher
 
 
 class Command(BaseCommand):
-    help = ("Cache a local teacher's top-k log-probabilities over a dataset version's training export, through "
+    help = ("Cache a teacher's top-k log-probabilities over a dataset version's training export, through "
             "the same service as the button and the API; KD runs on that version then need no teacher in memory.")
 
     def add_arguments(self, parser):
         parser.add_argument("version_id", type=int, help="dataset version id")
-        parser.add_argument("--teacher", help="a local teacher's name (default: the project's first model folder)")
+        parser.add_argument("--teacher", help="a teacher's name: a local model folder, or an API teacher naming its "
+                            "tokenizer (default: the project's first model folder)")
         parser.add_argument("--top-k", type=int, default=32)
         parser.add_argument("--wait", action="store_true", help="print progress until a worker finishes it")
         parser.add_argument("--now", action="store_true", help="compute it in this process instead of a worker")
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         name = options["teacher"]
         teacher = teacher_lookup(version.project, name=name) if name else default_teacher(version.project)
         if teacher is None:
-            raise CommandError(f"No local teacher {name or ''} in project {version.project.slug}.".replace("  ", " "))
+            raise CommandError(f"No teacher {name or ''} in project {version.project.slug}.".replace("  ", " "))
         try:
             cache = logit_cache_create(dataset_version=version, teacher=teacher, top_k=options["top_k"],
                                        enqueue=not options["now"])
