@@ -8,7 +8,7 @@ from django import forms
 
 from curation.models import DatasetVersion, Project, ServerResource, Teacher
 from training.models import TrainingRun
-from training.selectors import trainable_teachers
+from training.selectors import cacheable_teachers
 from training.services import default_hyperparams
 
 # The hyperparameters offered in the form, in display order; the rest keep their defaults.
@@ -102,7 +102,7 @@ class TrainingRunForm(forms.Form):
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        teachers = trainable_teachers(project)
+        teachers = cacheable_teachers(project)  # an API teacher: KD from its logit cache
         models = ServerResource.objects.filter(kind=ServerResource.Kind.MODEL).values_list("name", flat=True)
         self.fields["student_path"].choices = [("", "—")] + [(name, name) for name in models]
         self.fields["teacher"].queryset = Teacher.objects.filter(pk__in=[t.pk for t in teachers])

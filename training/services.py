@@ -29,7 +29,7 @@ from training.events import RunProgress
 from training.launcher import TrainingProcess, checkpoint_step, read_report
 from training.ml.config import TrainConfig
 from training.models import TrainingRun
-from training.selectors import model_layers, runs_dir, teacher_folder, trainable_teachers
+from training.selectors import cacheable_teachers, model_layers, runs_dir, teacher_folder, trainable_teachers
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,11 @@ def _check_student(version: DatasetVersion, method: str, source: str, student_pa
     if needs_teacher and teacher is None:
         teacher = next(iter(trainable_teachers(version.project)), None)
     folder = teacher_folder(teacher) if teacher is not None else None
-    if needs_teacher and (folder is None or not (folder / "config.json").is_file()):
+    # KD of a student from a model folder reads an API teacher's logits from its cache (checked once the
+    # hyperparameters are known): no teacher folder is needed then, only the tokenizer it names.
+    cached_api_teacher = (method == Method.KD and source != Source.DERIVE and teacher is not None
+                          and teacher in cacheable_teachers(version.project) and folder is None)
+    if needs_teacher and not cached_api_teacher and (folder is None or not (folder / "config.json").is_file()):
         errors["teacher"] = ("Deriving a student or distilling logits needs a local teacher saved as a model "
                              "folder (for the demo: `make demo-model`, then `manage.py load_demo`).")
     if source == Source.DERIVE and folder is not None and not errors.get("teacher"):
@@ -121,6 +125,13 @@ def training_run_create(
     teacher, keep_layers = _check_student(dataset_version, method, student_source, student_path, teacher, keep_layers)
     values = _clean_hyperparams(hyperparams)
     _check_recovery(dataset_version, recovery_version, values)
+    if teacher is not None and teacher.kind == Teacher.Kind.OPENAI:
+        max_seq_len = values.get("max_seq_len", TrainConfig().max_seq_len)
+        if not dataset_version.logit_caches.filter(teacher=teacher, max_seq_len=max_seq_len,
+                                                   status=JobStatus.SUCCEEDED).exists():
+            raise ValidationError({"teacher": (
+                f"KD from the API teacher '{teacher.name}' reads its logits from a cache: build one for this "
+                f"version (max_seq_len {max_seq_len}) first with \"Cache teacher logits\".")})
     try:
         TrainConfig(method=method, student_source=student_source, student_path=student_path or "-",
                     teacher_path="-", train_file="-", output_dir="-",
@@ -160,6 +171,10 @@ def training_run_config(
     run: TrainingRun, *, train_file: Path, recovery_file: Path | None = None, logit_cache: Path | None = None
 ) -> TrainConfig:
     teacher = teacher_folder(run.teacher) if run.teacher else None
+    if run.teacher and teacher is None and run.method == Method.KD:
+        from training.logit_caches import remote_tokenizer_folder
+
+        teacher = remote_tokenizer_folder(run.teacher)  # the student must share it; the logits come from the cache
     version = run.dataset_version
     return TrainConfig(
         method=run.method, student_source=run.student_source,
@@ -203,6 +218,9 @@ def _train(run: TrainingRun) -> str:
             cache = logit_cache_for(dataset_version=run.dataset_version, teacher=run.teacher,
                                     max_seq_len=run.hyperparams.get("max_seq_len", TrainConfig().max_seq_len),
                                     train_file=data)
+            if cache is None and teacher_folder(run.teacher) is None:
+                raise jobs.JobFailed(f"No finished logit cache of the API teacher {run.teacher} lines up with this "
+                                     "export: build the cache again, then resume the run.")
         process.start(training_run_config(run, train_file=data, recovery_file=recovery,
                                           logit_cache=Path(cache.folder) if cache else None))
         _follow(run, process, progress)

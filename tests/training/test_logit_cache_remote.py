@@ -90,7 +90,8 @@ class FakeVLLM:
 
 
 @pytest.fixture
-def vllm(tiny_teacher, settings):
+def vllm(tiny_teacher, settings, tmp_path):
+    settings.DATA_DIR = tmp_path  # cache folders are named by id: keep other tests' folders out of reach
     settings.TEACHER_ALLOWED_HOSTS = ["127.0.0.1"]  # the operator allows the loopback server, as for a local vLLM
     fake = FakeVLLM(tiny_teacher)
     thread = threading.Thread(target=fake.httpd.serve_forever, daemon=True)
@@ -139,6 +140,26 @@ def test_a_remote_teacher_fills_the_cache_the_local_teacher_fills(version, local
     assert vllm.most_in_flight <= 2  # the teacher's concurrency
 
 
+@pytest.mark.slow
+def test_kd_of_a_student_folder_trains_from_an_api_teachers_cache(version, remote_teacher):
+    from tests.training.conftest import FAST
+    from training.services import training_run_create, training_run_execute
+
+    kd = {"dataset_version": version, "method": "kd", "student_source": "folder", "student_path": "tiny-tokenizer",
+          "teacher": remote_teacher, "enqueue": False, "hyperparams": {**FAST, "max_steps": 2}}
+    with pytest.raises(ValidationError, match="reads its logits from a cache"):
+        training_run_create(**kd)
+    with pytest.raises(ValidationError, match="local teacher"):  # deriving a student needs the teacher's weights
+        training_run_create(**{**kd, "student_source": "derive", "student_path": ""})
+    cache = logit_cache_create(dataset_version=version, teacher=remote_teacher, top_k=8, enqueue=False)
+    assert logit_cache_run(job_id=cache.pk) == JobStatus.SUCCEEDED
+    run = training_run_create(**kd)
+    assert training_run_execute(run_id=run.pk) == JobStatus.SUCCEEDED
+    run.refresh_from_db()
+    cache.refresh_from_db()
+    assert run.report["logit_cache"]["sha256"] == cache.sha256
+
+
 def test_a_server_without_prompt_logprobs_or_with_another_tokenization_is_refused(version, remote_teacher, vllm):
     vllm.mode = "none"
     cache = logit_cache_create(dataset_version=version, teacher=remote_teacher, top_k=4, enqueue=False)
@@ -167,6 +188,18 @@ def test_an_api_teacher_needs_a_registered_tokenizer_and_an_allowed_host(version
     with pytest.raises(ValidationError):
         logit_cache_create(dataset_version=version, teacher=remote_teacher, enqueue=False)
     assert not LogitCacheJob.objects.exists()
+
+
+def test_the_button_offers_and_queues_an_api_teacher(client, version, curator, remote_teacher):
+    from django.urls import reverse
+
+    client.force_login(curator)
+    page = client.get(reverse("training:version_train", args=[version.pk]))
+    assert f'<option value="{remote_teacher.pk}">tiny-remote</option>'.encode() in page.content
+    answer = client.post(reverse("training:version_cache_logits", args=[version.pk]),
+                         {"teacher": remote_teacher.pk, "top_k": 4}, HTTP_HX_REQUEST="true")
+    assert answer.status_code == 200, answer.content
+    assert LogitCacheJob.objects.get().teacher == remote_teacher
 
 
 def test_server_tokens_map_to_the_tokenizer_ids(tiny_teacher):

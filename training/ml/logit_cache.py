@@ -277,7 +277,7 @@ def build_logit_cache(
     )
     if (folder / MANIFEST).exists():
         old = CacheManifest.load(folder)
-        keys = ("teacher", "top_k", "train_file_sha256", "tokenizer_sha256", "max_seq_len", "dtype", "remote")
+        keys = ("teacher", "top_k", "train_file_sha256", "tokenizer_sha256", "max_seq_len", "dtype", "remote", "server")
         same = all(getattr(old, key) == getattr(manifest, key) for key in keys)
         if same and old.complete:
             return old
