@@ -68,8 +68,8 @@ def trainable_teachers(project: Project) -> list[Teacher]:
 def cacheable_teachers(project: Project) -> list[Teacher]:
     """Teachers whose logits can be cached: local model folders, and API teachers that name their tokenizer
     (the server scores prompts; its answers are mapped to that tokenizer's ids)."""
-    return [t for t in teachers_for_project(project)
-            if teacher_folder(t) is not None or (t.kind == Teacher.Kind.OPENAI and (t.default_params or {}).get("tokenizer"))]
+    return [t for t in teachers_for_project(project) if teacher_folder(t) is not None
+            or (t.kind == Teacher.Kind.OPENAI and (t.default_params or {}).get("tokenizer"))]
 
 
 def model_layers(folder: Path) -> int | None:

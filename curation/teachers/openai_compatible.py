@@ -174,7 +174,9 @@ class OpenAICompatibleTeacher:
                     raise _Stopped("generation stopped") from None
         raise AssertionError("unreachable")
 
-    def prompt_logprobs(self, prompts: Sequence[Sequence[int]], top_k: int) -> list[list[dict[int | str, float] | None]]:
+    def prompt_logprobs(
+        self, prompts: Sequence[Sequence[int]], top_k: int
+    ) -> list[list[dict[int | str, float] | None]]:
         """Teacher-forced top-k log-probabilities at every position of each prompt (given as token ids, so the
         server scores exactly our tokenization), in order, ``concurrency`` requests at a time.
 
