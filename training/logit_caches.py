@@ -90,12 +90,11 @@ def logit_cache_run(*, job_id: int) -> str | None:
 
 def _build(cache: LogitCache) -> str:
     from curation.services.datasets import dataset_export
-    from training.ml.logit_cache import CacheMismatch, build_logit_cache
-    from curation.teachers.threads import apply_model_threads
-    from training.ml.student import load_causal_lm, load_tokenizer
-
     from curation.services.generation import teacher_client
     from curation.teachers import TeacherError
+    from curation.teachers.threads import apply_model_threads
+    from training.ml.logit_cache import CacheMismatch, build_logit_cache
+    from training.ml.student import load_causal_lm, load_tokenizer
 
     teacher, remote, server = None, None, ""
     if cache.teacher.kind == Teacher.Kind.OPENAI:

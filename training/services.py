@@ -125,7 +125,7 @@ def training_run_create(
     teacher, keep_layers = _check_student(dataset_version, method, student_source, student_path, teacher, keep_layers)
     values = _clean_hyperparams(hyperparams)
     _check_recovery(dataset_version, recovery_version, values)
-    if teacher is not None and teacher.kind == Teacher.Kind.OPENAI:
+    if method == Method.KD and teacher is not None and teacher.kind == Teacher.Kind.OPENAI:
         max_seq_len = values.get("max_seq_len", TrainConfig().max_seq_len)
         if not dataset_version.logit_caches.filter(teacher=teacher, max_seq_len=max_seq_len,
                                                    status=JobStatus.SUCCEEDED).exists():
