@@ -76,6 +76,7 @@ class Item:
         ]
 
 
+_ASK = object()
 _RELATED = (
     Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id")),
     Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id")),
@@ -83,10 +84,26 @@ _RELATED = (
 )
 
 
+class _Unknown:
+    pass
+
+
+def item_hint(prompt: Prompt, *, user, assignment: Assignment | None, review_id) -> Prompt:
+    """Note on a prompt what its caller knows of ``user``'s rows for it (the hand-out read or wrote them):
+    ``item_get`` then reads neither again. ``review_id``: the id of the user's review, None for none, or
+    ``item_hint.UNKNOWN``."""
+    prompt._known_for = (user.pk, assignment, review_id)
+    return prompt
+
+
+item_hint.UNKNOWN = _Unknown()  # type: ignore[attr-defined]
+
+
 def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = None) -> Item:
     """The item with everything the review page shows, and the user's own review and assignment.
 
-    ``prompt``: the row when the caller has it already (the queue just handed it out), one query less.
+    ``prompt``: the row when the caller has it already (the queue just handed it out), one query less, and
+    with ``item_hint`` the user's assignment and review known too.
     """
     if prompt is not None and prompt.pk == prompt_id and prompt.project_id == project.pk:
         prefetch_related_objects([prompt], *_RELATED)
@@ -100,13 +117,18 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
     for flag in flags:
         if flag.completion_id:
             completion_flags.setdefault(flag.completion_id, []).append(flag)
+    known = getattr(prompt, "_known_for", None)
+    if known is not None and known[0] == user.pk:
+        assignment, review_id = known[1], known[2]
+    else:
+        assignment, review_id = _ASK, item_hint.UNKNOWN
     return Item(
         prompt=prompt,
         completions=list(prompt.completions.all()),
         flags=[f for f in flags if not f.completion_id],
         tags=sorted(t.name for t in prompt.tags.all()),
-        review=Review.objects.filter(prompt=prompt, annotator=user).first(),
-        assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first(),
+        review=None if review_id is None else Review.objects.filter(prompt=prompt, annotator=user).first(),
+        assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first() if assignment is _ASK else assignment,
         completion_flags=completion_flags,
         decided_at=_decided_at(prompt) if any(f.kind == EVAL_REGRESSION for f in flags) else None,
     )

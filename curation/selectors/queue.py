@@ -32,9 +32,17 @@ def open_assignment(*, project: Project, annotator) -> Assignment | None:
     return (
         Assignment.objects.filter(annotator=annotator, prompt__project=project)
         .select_related("prompt")
+        .annotate(my_review_id=_my_review(annotator, "prompt_id"))
         .order_by("id")
         .first()
     )
+
+
+def _my_review(annotator, prompt_ref: str) -> Subquery:
+    """The annotator's review of the row's prompt (superseded or not), read with the row: the page shows it,
+    and an item without one (nearly every item handed out) needs no query for it. Evaluated only for the row
+    returned, so it costs one index probe."""
+    return Subquery(Review.objects.filter(prompt=OuterRef(prompt_ref), annotator=annotator).values("id")[:1])
 
 
 def _open_prompts(project: Project, annotator) -> QuerySet[Prompt]:
@@ -64,6 +72,7 @@ def queue_candidate(*, project: Project, annotator) -> Prompt | None:
         prompt = (
             _open_prompts(project, annotator)
             .filter(status=status)
+            .annotate(my_review_id=_my_review(annotator, "pk"))
             .select_for_update(skip_locked=True)
             # The same order as by id (project and status are fixed by the filter), spelled out so that the
             # planner walks prompt_queue_idx instead of the primary key past every item already reviewed.
