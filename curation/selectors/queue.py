@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 
-from curation.models import Assignment, Completion, Project, Prompt, Review
+from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
 
 
 def assignment_ttl() -> timedelta:
@@ -32,17 +32,23 @@ def open_assignment(*, project: Project, annotator) -> Assignment | None:
     return (
         Assignment.objects.filter(annotator=annotator, prompt__project=project)
         .select_related("prompt")
-        .annotate(my_review_id=_my_review(annotator, "prompt_id"))
+        .annotate(**page_facts(annotator, "prompt_id"))
         .order_by("id")
         .first()
     )
 
 
-def _my_review(annotator, prompt_ref: str) -> Subquery:
-    """The annotator's review of the row's prompt (superseded or not), read with the row: the page shows it,
-    and an item without one (nearly every item handed out) needs no query for it. Evaluated only for the row
-    returned, so it costs one index probe."""
-    return Subquery(Review.objects.filter(prompt=OuterRef(prompt_ref), annotator=annotator).values("id")[:1])
+def page_facts(annotator, prompt_ref: str) -> dict:
+    """What the review page would otherwise ask in queries of its own, read with the handed-out row: the
+    annotator's review of it (superseded or not), and whether it has flags or tags at all. Nearly every item
+    handed out has no review and no tags, and most no flag, so the page skips those queries. In the select
+    list, each is evaluated for the one row returned: an index probe apiece, not a join."""
+    prompt = OuterRef(prompt_ref)
+    return {
+        "my_review_id": Subquery(Review.objects.filter(prompt=prompt, annotator=annotator).values("id")[:1]),
+        "has_flags": Exists(Flag.objects.filter(prompt=prompt)),
+        "has_tags": Exists(Tag.objects.filter(prompt=prompt)),
+    }
 
 
 def _open_prompts(project: Project, annotator) -> QuerySet[Prompt]:
@@ -72,7 +78,7 @@ def queue_candidate(*, project: Project, annotator) -> Prompt | None:
         prompt = (
             _open_prompts(project, annotator)
             .filter(status=status)
-            .annotate(my_review_id=_my_review(annotator, "pk"))
+            .annotate(**page_facts(annotator, "pk"))
             .select_for_update(skip_locked=True)
             # The same order as by id (project and status are fixed by the filter), spelled out so that the
             # planner walks prompt_queue_idx instead of the primary key past every item already reviewed.

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import Assignment, Completion, CompletionRevision, Project, Prompt, Review
-from curation.selectors.items import item_hint
+from curation.selectors.items import UNKNOWN, item_hint
 from curation.selectors.queue import assignment_ttl, open_assignment, queue_candidate
 
 Decision = Review.Decision
@@ -56,21 +56,18 @@ class ReviewInput:
 
 def assignment_next(*, project: Project, annotator) -> Prompt | None:
     """The item the annotator holds, or a new one taken atomically from the queue; None when nothing is left."""
-    return _next(project, annotator, held=_ASK)
-
-
-_ASK = object()  # ``held`` not known yet: _take reads it
+    return _next(project, annotator, held=UNKNOWN)
 
 
 def _next(project: Project, annotator, *, held) -> Prompt | None:
     """``held``: the annotator's open assignment in the project when the caller read it already (a save does),
-    None for none, or ``_ASK``."""
+    None for none, or ``UNKNOWN``."""
     reclaimed = assignments_reclaim_expired(project=project) if _reclaim_due(project) else None
     if reclaimed:
-        held = _ASK  # the reclaim may just have taken back the item the caller saw held
+        held = UNKNOWN  # the reclaim may just have taken back the item the caller saw held
     prompt = _take(project, annotator, held)
     if prompt is None and reclaimed is None and assignments_reclaim_expired(project=project):
-        prompt = _take(project, annotator, _ASK)  # the queue looked empty only because of abandoned items
+        prompt = _take(project, annotator, UNKNOWN)  # the queue looked empty only because of abandoned items
     return prompt
 
 
@@ -78,11 +75,13 @@ def _take(project: Project, annotator, held) -> Prompt | None:
     # No savepoint when nested (review_submit_and_next): nothing here is caught and retried, and each
     # savepoint is two more round trips on the annotator's critical path.
     with transaction.atomic(savepoint=False):
-        if held is _ASK:
+        if held is UNKNOWN:
             held = open_assignment(project=project, annotator=annotator)
         if held is not None:
-            return item_hint(held.prompt, user=annotator, assignment=held,
-                             review_id=getattr(held, "my_review_id", item_hint.UNKNOWN))
+            if hasattr(held, "my_review_id"):  # read by open_assignment, not by a save
+                return item_hint(held.prompt, user=annotator, assignment=held, review_id=held.my_review_id,
+                                 flagged=held.has_flags, tagged=held.has_tags)
+            return item_hint(held.prompt, user=annotator, assignment=held, review_id=UNKNOWN)
         prompt = queue_candidate(project=project, annotator=annotator)
         if prompt is None:
             return None
@@ -90,7 +89,8 @@ def _take(project: Project, annotator, held) -> Prompt | None:
         prompt.claimed += 1
         prompt.status = Prompt.Status.IN_REVIEW
         prompt.save(update_fields=["claimed", "status", "updated_at"])
-        return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id)
+        return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id,
+                         flagged=prompt.has_flags, tagged=prompt.has_tags)
 
 
 _last_reclaim: dict[int, float] = {}
