@@ -72,16 +72,22 @@ def _next(project: Project, annotator, *, held) -> Prompt | None:
 
 
 def _take(project: Project, annotator, held) -> Prompt | None:
+    read_outside = held is UNKNOWN and not transaction.get_connection().in_atomic_block
+    if read_outside:
+        # Resuming a held item reads one row and writes nothing: no transaction (two round trips less).
+        held = open_assignment(project=project, annotator=annotator)
+        if held is not None:
+            return _resumed(held, annotator)
     # No savepoint when nested (review_submit_and_next): nothing here is caught and retried, and each
     # savepoint is two more round trips on the annotator's critical path.
     with transaction.atomic(savepoint=False):
-        if held is UNKNOWN:
+        if held is UNKNOWN or (read_outside and transaction.get_connection().vendor == "sqlite"):
+            # SQLite serialises the hand-out with the write lock taken at BEGIN (IMMEDIATE): read again under
+            # it, so two tabs of one annotator cannot take two items. PostgreSQL locks nothing for this read,
+            # so a second one there would cost a query and guarantee nothing.
             held = open_assignment(project=project, annotator=annotator)
         if held is not None:
-            if hasattr(held, "my_review_id"):  # read by open_assignment, not by a save
-                return item_hint(held.prompt, user=annotator, assignment=held, review_id=held.my_review_id,
-                                 flagged=held.has_flags, tagged=held.has_tags)
-            return item_hint(held.prompt, user=annotator, assignment=held, review_id=UNKNOWN)
+            return _resumed(held, annotator)
         prompt = queue_candidate(project=project, annotator=annotator)
         if prompt is None:
             return None
@@ -91,6 +97,13 @@ def _take(project: Project, annotator, held) -> Prompt | None:
         prompt.save(update_fields=["claimed", "status", "updated_at"])
         return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id,
                          flagged=prompt.has_flags, tagged=prompt.has_tags)
+
+
+def _resumed(held: Assignment, annotator) -> Prompt:
+    if hasattr(held, "my_review_id"):  # read by open_assignment (not by a save): it knows the page's facts
+        return item_hint(held.prompt, user=annotator, assignment=held, review_id=held.my_review_id,
+                         flagged=held.has_flags, tagged=held.has_tags)
+    return item_hint(held.prompt, user=annotator, assignment=held, review_id=UNKNOWN)
 
 
 _last_reclaim: dict[int, float] = {}

@@ -279,3 +279,16 @@ def test_saving_another_item_resumes_the_one_held(client, project, annotator):
     assert response.status_code == 200
     assert f'data-prompt="{held.pk}"'.encode() in response.content and b"half-way" in response.content
     assert list(Assignment.objects.filter(annotator=annotator).values_list("prompt_id", flat=True)) == [held.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resuming_a_held_item_opens_no_transaction(client, project, annotator, django_assert_num_queries):
+    """Outside a test's wrapping transaction, as in production: on PostgreSQL a BEGIN and a COMMIT would show
+    here as two more queries."""
+    make_items(project, 2)
+    client.force_login(annotator)
+    reviews._last_reclaim.pop(project.pk, None)
+    client.get(queue_url(project))
+    with django_assert_num_queries(3 + 2):
+        page = client.get(queue_url(project), HTTP_HX_REQUEST="true")
+    assert page.status_code == 200 and Assignment.objects.filter(annotator=annotator).count() == 1
