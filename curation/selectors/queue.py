@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
 
@@ -40,14 +40,15 @@ def open_assignment(*, project: Project, annotator) -> Assignment | None:
 
 def page_facts(annotator, prompt_ref: str) -> dict:
     """What the review page would otherwise ask in queries of its own, read with the handed-out row: the
-    annotator's review of it (superseded or not), and whether it has flags or tags at all. Nearly every item
-    handed out has no review and no tags, and most no flag, so the page skips those queries. In the select
-    list, each is evaluated for the one row returned: an index probe apiece, not a join."""
+    annotator's review of it (superseded or not), and whether it has any flag or tag. Nearly every item handed
+    out has no review and no tags, and most no flag, so the page skips those queries. Scalar subqueries, as
+    in ``_open_prompts``: in the select list each is an index probe for the one row returned (an EXISTS here
+    may be planned as a hash of the whole flag table)."""
     prompt = OuterRef(prompt_ref)
     return {
         "my_review_id": Subquery(Review.objects.filter(prompt=prompt, annotator=annotator).values("id")[:1]),
-        "has_flags": Exists(Flag.objects.filter(prompt=prompt)),
-        "has_tags": Exists(Tag.objects.filter(prompt=prompt)),
+        "a_flag_id": Subquery(Flag.objects.filter(prompt=prompt).order_by().values("id")[:1]),
+        "a_tag_id": Subquery(Tag.objects.filter(prompt=prompt).order_by().values("id")[:1]),
     }
 
 

@@ -96,13 +96,13 @@ def _take(project: Project, annotator, held) -> Prompt | None:
         prompt.status = Prompt.Status.IN_REVIEW
         prompt.save(update_fields=["claimed", "status", "updated_at"])
         return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id,
-                         flagged=prompt.has_flags, tagged=prompt.has_tags)
+                         flagged=prompt.a_flag_id is not None, tagged=prompt.a_tag_id is not None)
 
 
 def _resumed(held: Assignment, annotator) -> Prompt:
     if hasattr(held, "my_review_id"):  # read by open_assignment (not by a save): it knows the page's facts
         return item_hint(held.prompt, user=annotator, assignment=held, review_id=held.my_review_id,
-                         flagged=held.has_flags, tagged=held.has_tags)
+                         flagged=held.a_flag_id is not None, tagged=held.a_tag_id is not None)
     return item_hint(held.prompt, user=annotator, assignment=held, review_id=UNKNOWN)
 
 
