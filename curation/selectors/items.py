@@ -76,26 +76,41 @@ class Item:
         ]
 
 
-_RELATED = (
-    Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id")),
-    Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id")),
-    "tags",
-)
+_COMPLETIONS = Prefetch("completions", queryset=Completion.objects.defer("logprobs").order_by("id"))
+_FLAGS = Prefetch("flags", queryset=Flag.objects.order_by("-created_at", "id"))
+
+
+UNKNOWN = object()  # for ``item_hint``: not known, ``item_get`` reads it
+
+
+def item_hint(prompt: Prompt, *, user, assignment: Assignment | None, review_id, flagged: bool = True,
+              tagged: bool = True) -> Prompt:
+    """Note on a prompt what its caller knows of it and of ``user``'s rows for it (the hand-out read or wrote
+    them), so ``item_get`` does not ask again. ``review_id``: the id of the user's review, None for none, or
+    ``UNKNOWN``; ``flagged``/``tagged`` False: the prompt has no flags/tags."""
+    prompt._known_for = (user.pk, assignment, review_id, flagged, tagged)
+    return prompt
 
 
 def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = None) -> Item:
     """The item with everything the review page shows, and the user's own review and assignment.
 
-    ``prompt``: the row when the caller has it already (the queue just handed it out), one query less.
+    ``prompt``: the row when the caller has it already (the queue just handed it out), one query less, and
+    with ``item_hint`` the user's assignment and review known too.
     """
+    assignment, review_id, flagged, tagged = UNKNOWN, UNKNOWN, True, True
     if prompt is not None and prompt.pk == prompt_id and prompt.project_id == project.pk:
-        prefetch_related_objects([prompt], *_RELATED)
+        known = getattr(prompt, "_known_for", None)
+        if known is not None and known[0] == user.pk:
+            _, assignment, review_id, flagged, tagged = known
+        related = [_COMPLETIONS, *([_FLAGS] if flagged else []), *(["tags"] if tagged else [])]
+        prefetch_related_objects([prompt], *related)
     else:
-        prompt = Prompt.objects.filter(project=project, pk=prompt_id).prefetch_related(*_RELATED).first()
+        prompt = Prompt.objects.filter(project=project, pk=prompt_id).prefetch_related(_COMPLETIONS, _FLAGS, "tags").first()
     if prompt is None:
         raise Http404("No such item in this project.")
     prompt.project = project  # already loaded: the page reads its system prompt and guidelines without a query
-    flags = list(prompt.flags.all())
+    flags = list(prompt.flags.all()) if flagged else []
     completion_flags: dict[int, list[Flag]] = {}
     for flag in flags:
         if flag.completion_id:
@@ -104,9 +119,9 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
         prompt=prompt,
         completions=list(prompt.completions.all()),
         flags=[f for f in flags if not f.completion_id],
-        tags=sorted(t.name for t in prompt.tags.all()),
-        review=Review.objects.filter(prompt=prompt, annotator=user).first(),
-        assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first(),
+        tags=sorted(t.name for t in prompt.tags.all()) if tagged else [],
+        review=None if review_id is None else Review.objects.filter(prompt=prompt, annotator=user).first(),
+        assignment=Assignment.objects.filter(prompt=prompt, annotator=user).first() if assignment is UNKNOWN else assignment,
         completion_flags=completion_flags,
         decided_at=_decided_at(prompt) if any(f.kind == EVAL_REGRESSION for f in flags) else None,
     )

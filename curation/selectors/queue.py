@@ -19,7 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
-from curation.models import Assignment, Completion, Project, Prompt, Review
+from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
 
 
 def assignment_ttl() -> timedelta:
@@ -32,9 +32,24 @@ def open_assignment(*, project: Project, annotator) -> Assignment | None:
     return (
         Assignment.objects.filter(annotator=annotator, prompt__project=project)
         .select_related("prompt")
+        .annotate(**page_facts(annotator, "prompt_id"))
         .order_by("id")
         .first()
     )
+
+
+def page_facts(annotator, prompt_ref: str) -> dict:
+    """What the review page would otherwise ask in queries of its own, read with the handed-out row: the
+    annotator's review of it (superseded or not), and whether it has any flag or tag. Nearly every item handed
+    out has no review and no tags, and most no flag, so the page skips those queries. Scalar subqueries, as
+    in ``_open_prompts``: in the select list each is an index probe for the one row returned (an EXISTS here
+    may be planned as a hash of the whole flag table)."""
+    prompt = OuterRef(prompt_ref)
+    return {
+        "my_review_id": Subquery(Review.objects.filter(prompt=prompt, annotator=annotator).values("id")[:1]),
+        "a_flag_id": Subquery(Flag.objects.filter(prompt=prompt).order_by().values("id")[:1]),
+        "a_tag_id": Subquery(Tag.objects.filter(prompt=prompt).order_by().values("id")[:1]),
+    }
 
 
 def _open_prompts(project: Project, annotator) -> QuerySet[Prompt]:
@@ -64,6 +79,7 @@ def queue_candidate(*, project: Project, annotator) -> Prompt | None:
         prompt = (
             _open_prompts(project, annotator)
             .filter(status=status)
+            .annotate(**page_facts(annotator, "pk"))
             .select_for_update(skip_locked=True)
             # The same order as by id (project and status are fixed by the filter), spelled out so that the
             # planner walks prompt_queue_idx instead of the primary key past every item already reviewed.

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import Assignment, Completion, CompletionRevision, Project, Prompt, Review
+from curation.selectors.items import UNKNOWN, item_hint
 from curation.selectors.queue import assignment_ttl, open_assignment, queue_candidate
 
 Decision = Review.Decision
@@ -54,28 +56,54 @@ class ReviewInput:
 
 def assignment_next(*, project: Project, annotator) -> Prompt | None:
     """The item the annotator holds, or a new one taken atomically from the queue; None when nothing is left."""
+    return _next(project, annotator, held=UNKNOWN)
+
+
+def _next(project: Project, annotator, *, held) -> Prompt | None:
+    """``held``: the annotator's open assignment in the project when the caller read it already (a save does),
+    None for none, or ``UNKNOWN``."""
     reclaimed = assignments_reclaim_expired(project=project) if _reclaim_due(project) else None
-    prompt = _take(project, annotator)
+    if reclaimed:
+        held = UNKNOWN  # the reclaim may just have taken back the item the caller saw held
+    prompt = _take(project, annotator, held)
     if prompt is None and reclaimed is None and assignments_reclaim_expired(project=project):
-        prompt = _take(project, annotator)  # the queue looked empty only because of abandoned items
+        prompt = _take(project, annotator, UNKNOWN)  # the queue looked empty only because of abandoned items
     return prompt
 
 
-def _take(project: Project, annotator) -> Prompt | None:
+def _take(project: Project, annotator, held) -> Prompt | None:
+    read_outside = held is UNKNOWN and not transaction.get_connection().in_atomic_block
+    if read_outside:
+        # Resuming a held item reads one row and writes nothing: no transaction (two round trips less).
+        held = open_assignment(project=project, annotator=annotator)
+        if held is not None:
+            return _resumed(held, annotator)
     # No savepoint when nested (review_submit_and_next): nothing here is caught and retried, and each
     # savepoint is two more round trips on the annotator's critical path.
     with transaction.atomic(savepoint=False):
-        held = open_assignment(project=project, annotator=annotator)
+        if held is UNKNOWN or (read_outside and transaction.get_connection().vendor == "sqlite"):
+            # SQLite serialises the hand-out with the write lock taken at BEGIN (IMMEDIATE): read again under
+            # it, so two tabs of one annotator cannot take two items. PostgreSQL locks nothing for this read,
+            # so a second one there would cost a query and guarantee nothing.
+            held = open_assignment(project=project, annotator=annotator)
         if held is not None:
-            return held.prompt
+            return _resumed(held, annotator)
         prompt = queue_candidate(project=project, annotator=annotator)
         if prompt is None:
             return None
-        Assignment.objects.create(prompt=prompt, annotator=annotator)
+        assignment = Assignment.objects.create(prompt=prompt, annotator=annotator)
         prompt.claimed += 1
         prompt.status = Prompt.Status.IN_REVIEW
         prompt.save(update_fields=["claimed", "status", "updated_at"])
-        return prompt
+        return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id,
+                         flagged=prompt.a_flag_id is not None, tagged=prompt.a_tag_id is not None)
+
+
+def _resumed(held: Assignment, annotator) -> Prompt:
+    if hasattr(held, "my_review_id"):  # read by open_assignment (not by a save): it knows the page's facts
+        return item_hint(held.prompt, user=annotator, assignment=held, review_id=held.my_review_id,
+                         flagged=held.a_flag_id is not None, tagged=held.a_tag_id is not None)
+    return item_hint(held.prompt, user=annotator, assignment=held, review_id=UNKNOWN)
 
 
 _last_reclaim: dict[int, float] = {}
@@ -136,8 +164,8 @@ def _validate(prompt: Prompt, data: ReviewInput, completions: dict[int, Completi
 def review_submit_and_next(*, project: Project, prompt_id: int, annotator, data: ReviewInput) -> tuple[Review, Prompt | None]:
     """Save the review and hand out the next item in one transaction (one commit: the annotator's round trip)."""
     with transaction.atomic():
-        review = _submit(project, prompt_id, annotator, data, adjudicate=False)
-        return review, assignment_next(project=project, annotator=annotator)
+        review, held = _submit(project, prompt_id, annotator, data, adjudicate=False)
+        return review, _next(project, annotator, held=held)
 
 
 def review_submit(*, project: Project, prompt_id: int, annotator, data: ReviewInput, adjudicate: bool = False) -> Review:
@@ -146,7 +174,7 @@ def review_submit(*, project: Project, prompt_id: int, annotator, data: ReviewIn
     Raises ``Prompt.DoesNotExist`` for a prompt outside ``project``.
     """
     with transaction.atomic():
-        return _submit(project, prompt_id, annotator, data, adjudicate=adjudicate)
+        return _submit(project, prompt_id, annotator, data, adjudicate=adjudicate)[0]
 
 
 def review_correct(*, review: Review, actor, data: ReviewInput) -> Review:
@@ -155,7 +183,7 @@ def review_correct(*, review: Review, actor, data: ReviewInput) -> Review:
     recomputed under its lock."""
     with transaction.atomic():
         return _submit(review.prompt.project, review.prompt_id, review.annotator, data,
-                       adjudicate=review.is_adjudication, author=actor)
+                       adjudicate=review.is_adjudication, author=actor)[0]
 
 
 def review_check(*, prompt: Prompt, data: ReviewInput) -> None:
@@ -164,15 +192,28 @@ def review_check(*, prompt: Prompt, data: ReviewInput) -> None:
 
 
 def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, adjudicate: bool,
-            author=None) -> Review:
-    """The body of a save; the caller holds the transaction. ``author``: who made the edit, when not the reviewer."""
+            author=None) -> tuple[Review, Assignment | None]:
+    """The body of a save; the caller holds the transaction. ``author``: who made the edit, when not the reviewer.
+
+    Returns the review and the item the annotator still holds elsewhere in the project (None for none), so
+    the next hand-out needs no second look. Seven queries for a held item: the prompt's lock, its reviews,
+    the assignments (the item's and the annotator's, one query), its candidates, the review's write, the
+    assignment's release and the prompt's counts; everything else is worked out from those rows.
+    """
     prompt = Prompt.objects.select_for_update(of=("self",)).select_related("project").get(pk=prompt_id, project=project)
-    review = Review.objects.filter(prompt=prompt, annotator=annotator).first()
+    # Under the prompt's lock every review and assignment of the item is stable (each write takes that lock
+    # first), so these rows are exact for the slot check and the recount below.
+    reviews = list(prompt.reviews.filter(Q(superseded=False) | Q(annotator=annotator)).order_by("updated_at", "id"))
+    review = next((r for r in reviews if r.annotator_id == annotator.pk), None)
     if (review.version if review else 0) != data.version:
         raise StaleReview(review)
+    assignments = list(Assignment.objects.filter(Q(prompt=prompt) | Q(annotator=annotator))
+                       .select_related("prompt").order_by("id"))
+    on_item = [a for a in assignments if a.prompt_id == prompt.pk]
+    holds_it = any(a.annotator_id == annotator.pk for a in on_item)
     if review is None and not adjudicate and data.decision != Decision.SKIP:
-        _check_slot(prompt, annotator)
-    completions = {c.id: c for c in prompt.completions.all()}
+        _check_slot(prompt, reviews, on_item, holds_it=holds_it)
+    completions = {c.id: c for c in prompt.completions.defer("logprobs")}
     ranking, chosen = _validate(prompt, data, completions)
     before = _effective_text(review, chosen)
     edited = data.edited_text if chosen is not None and data.edited_text != chosen.text else ""
@@ -191,20 +232,25 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
         CompletionRevision.objects.create(
             completion=chosen, review=review, author=author or annotator, text_before=before, text_after=after
         )
-    released, _ = Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
-    prompt_refresh(prompt, claimed=max(0, prompt.claimed - released))
-    return review
+    if holds_it:
+        Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
+    # The saved review was written last, so it closes the list in updated_at order as a re-read would have it.
+    current = [r for r in reviews if r.annotator_id != annotator.pk and not r.superseded] + [review]
+    prompt_refresh(prompt, claimed=len(on_item) - holds_it, reviews=current)
+    held_elsewhere = next((a for a in assignments if a.annotator_id == annotator.pk and a.prompt_id != prompt.pk
+                           and a.prompt.project_id == project.pk), None)
+    return review, held_elsewhere
 
 
-def _check_slot(prompt: Prompt, annotator) -> None:
+def _check_slot(prompt: Prompt, reviews: list[Review], on_item: list[Assignment], *, holds_it: bool) -> None:
     """The hand-out's overlap holds for saves too: without an assignment, a new review may only take a free slot.
 
-    Called under the prompt's lock, so two saves cannot both see the last slot free.
+    Called under the prompt's lock with the item's rows read under it, so two saves cannot both see the last
+    slot free.
     """
-    if Assignment.objects.filter(prompt=prompt, annotator=annotator).exists():
+    if holds_it:
         return
-    taken = (prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP).count()
-             + Assignment.objects.filter(prompt=prompt).count())
+    taken = sum(1 for r in reviews if not r.superseded and r.decision != Decision.SKIP) + len(on_item)
     if taken >= prompt.project.reviews_required:
         raise NotHeld(prompt.project.reviews_required)
 
@@ -242,18 +288,23 @@ def review_revert(*, revision: CompletionRevision, actor, expected_version: int)
         return review
 
 
-def prompt_refresh(prompt: Prompt, *, claimed: int | None = None) -> None:
+def prompt_refresh(prompt: Prompt, *, claimed: int | None = None, reviews: list[Review] | None = None) -> None:
     """Recompute a locked prompt's counts and status from its reviews and assignments.
 
     ``claimed``: the open assignments when the caller knows them (every change to them happens under this
-    prompt's lock, so a count the caller kept is exact); otherwise they are counted.
+    prompt's lock, so a count the caller kept is exact); otherwise they are counted. ``reviews``: the item's
+    current (not superseded) reviews in ``updated_at`` order, read under the same lock; otherwise they are read.
 
     Unanimous reviews (same decision and, for approvals, the same chosen candidate with the same edit) decide the
     item once ``reviews_required`` of them are in; anything else waits for a curator, whose adjudication is final:
     two different edits of one answer are a disagreement, never one silently kept over the other.
     """
-    rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
-                .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication", "edited_text"))
+    if reviews is None:
+        rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
+                    .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication", "edited_text"))
+    else:
+        rows = [(r.decision, r.chosen_id, r.is_adjudication, r.edited_text) for r in reviews
+                if not r.superseded and r.decision != Decision.SKIP]
     prompt.review_count = len(rows)
     prompt.claimed = Assignment.objects.filter(prompt=prompt).count() if claimed is None else claimed
     prompt.needs_adjudication = False

@@ -5,7 +5,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from curation.models import Assignment, CompletionRevision, Flag, Review
+from curation.models import Assignment, CompletionRevision, Flag, Review, Tag
+from curation.services import reviews
+from curation.services.reviews import ReviewInput, review_submit
 from tests.curation.review_helpers import make_item, make_items, post_review
 from tests.factories import CompletionFactory, MembershipFactory, PromptFactory
 
@@ -202,3 +204,91 @@ def test_csrf_is_enforced_and_the_page_sends_the_token_header(project, annotator
     ok = strict.post(reverse("curation:review_submit", args=[project.slug, item.pk]),
                      {"decision": "reject", "version": 0}, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token)
     assert ok.status_code == 200
+
+
+# Query counts of the annotator's round trip, pinned exactly so that a query added to the hot path fails here
+# (how fast it runs is measured in bench/review_latency.py, not asserted). Every request reads the session,
+# the user and the project with the user's role (3). Under the test's transaction, atomic() shows as a
+# SAVEPOINT and its RELEASE.
+
+def test_next_item_runs_five_queries(client, project, annotator, django_assert_num_queries):
+    make_items(project, 2)
+    client.force_login(annotator)
+    reviews._last_reclaim.pop(project.pk, None)  # the look for abandoned items is due (then not for 10 s)
+    # Hand-out: the held item (none); the candidate, with the annotator's review of it and whether it has
+    # flags or tags; its assignment; the prompt's counts; the page reads only the candidates.
+    with django_assert_num_queries(3 + 1 + 5):
+        client.get(queue_url(project), HTTP_HX_REQUEST="true")
+    # Resuming a held item: one query for the assignment with its prompt and facts, one for the candidates.
+    with django_assert_num_queries(3 + 2):
+        client.get(queue_url(project), HTTP_HX_REQUEST="true")
+
+
+def test_save_and_next_runs_sixteen_queries(client, project, annotator, django_assert_num_queries):
+    first, _ = make_items(project, 2)
+    client.force_login(annotator)
+    reviews._last_reclaim.pop(project.pk, None)
+    client.get(queue_url(project))  # looks for abandoned items: the save's hand-out does not (10 s apart)
+    # The save: the prompt's lock, its reviews, the item's and the annotator's assignments (one query), its
+    # candidates, the review's write, the assignment's release, the prompt's counts (7). The next item: the
+    # candidate with its facts, its assignment, its counts (3), the page's candidates (1).
+    chosen = first.completions.order_by("id").first().pk
+    with django_assert_num_queries(3 + 1 + 7 + 3 + 1 + 1):
+        response = post_review(client, first, chosen=chosen)
+    assert response.status_code == 200 and b"Saved #" in response.content
+
+
+def test_save_of_an_item_without_an_assignment_runs_no_release(project, annotator, django_assert_num_queries):
+    item = make_item(project)
+    data = ReviewInput(decision="reject", version=0)
+    with django_assert_num_queries(2 + 6):  # no assignment to release; the slot check reads nothing more
+        review_submit(project=project, prompt_id=item.pk, annotator=annotator, data=data)
+    item.refresh_from_db()
+    assert (item.status, item.review_count, item.claimed) == ("rejected", 1, 0)
+
+
+def test_the_handed_out_item_shows_its_flags_tags_and_own_review(client, project, annotator):
+    """The page skips the reads the hand-out found empty, and makes them when they are not."""
+    bare, marked = make_items(project, 2)
+    Flag.objects.create(prompt=marked, kind="near-duplicate", detail="like #12")
+    Tag.objects.create(prompt=marked, name="math")
+    client.force_login(annotator)
+    client.get(queue_url(project))
+    response = post_review(client, bare)
+    assert f'data-prompt="{marked.pk}"'.encode() in response.content
+    assert b"near-duplicate" in response.content and b"#math" in response.content
+    # An annotator whose earlier review was superseded (a curator sent the item back) sees it again.
+    Review.objects.filter(prompt=bare, annotator=annotator).update(version=3, superseded=True, comment="my earlier note")
+    Assignment.objects.all().delete()
+    bare.status, bare.review_count = "pending", 0
+    bare.save()
+    marked.status = "approved"
+    marked.save()
+    page = client.get(queue_url(project))
+    assert f'data-prompt="{bare.pk}"'.encode() in page.content
+    assert b'data-version="3"' in page.content and b"my earlier note" in page.content
+
+
+def test_saving_another_item_resumes_the_one_held(client, project, annotator):
+    held, other, _ = make_items(project, 3)
+    client.force_login(annotator)
+    client.get(queue_url(project))
+    client.post(reverse("curation:item_draft", args=[project.slug, held.pk]),
+                {"edited_text": "half-way", "comment": "", "ranking": "", "chosen": ""}, HTTP_HX_REQUEST="true")
+    response = post_review(client, other, decision="reject")
+    assert response.status_code == 200
+    assert f'data-prompt="{held.pk}"'.encode() in response.content and b"half-way" in response.content
+    assert list(Assignment.objects.filter(annotator=annotator).values_list("prompt_id", flat=True)) == [held.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resuming_a_held_item_opens_no_transaction(client, project, annotator, django_assert_num_queries):
+    """Outside a test's wrapping transaction, as in production: on PostgreSQL a BEGIN and a COMMIT would show
+    here as two more queries."""
+    make_items(project, 2)
+    client.force_login(annotator)
+    reviews._last_reclaim.pop(project.pk, None)
+    client.get(queue_url(project))
+    with django_assert_num_queries(3 + 2):
+        page = client.get(queue_url(project), HTTP_HX_REQUEST="true")
+    assert page.status_code == 200 and Assignment.objects.filter(annotator=annotator).count() == 1
