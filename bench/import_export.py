@@ -3,8 +3,9 @@
     python bench/import_export.py [--n 200000] [--flags-n 20000] [--wide-mb 200] [--keep]
 
 Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
-project by the default path (quality flags on: THE import figure), into a second fresh project without flags
-(beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone,
+project by the default path (quality flags on: THE import figure, the rows committed with their follow-up
+flags job queued), runs that follow-up job (import_flags: the flags of every prompt imported), imports it into a
+second fresh project without flags (beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone,
 approves every prompt (one review each, not timed), freezes a dataset version, and exports it as SFT and DPO JSON
 lines; then imports a second file of --wide-mb MB made of 50 KB lines (few records, each large: the case where
 batches must be bounded by bytes, not only by records). "rows" are records (prompts) throughout. Prints
@@ -103,9 +104,21 @@ def phase_import(project_slug: str, spec: str) -> dict:
 
     mode, path = spec.split(":", 1)
     project = Project.objects.get(slug=project_slug)
-    job = import_file(project=project, path=path, format="jsonl", flag_quality=mode == "flags")
+    # flags_inline=False: the import ends when its rows are committed, with its follow-up job queued (what a worker
+    # or the upload page does); "import-flags" then runs that job, timed on its own.
+    job = import_file(project=project, path=path, format="jsonl", flag_quality=mode == "flags", flags_inline=False)
     assert job.status == "succeeded", job.message
     return {"rows": job.read_count, "imported": job.imported_count, "message": job.message, "flags": mode == "flags"}
+
+
+def phase_import_flags(project_slug: str, _: str) -> dict:
+    """The follow-up job of the flagged import: the quality flags of every prompt it wrote."""
+    from curation.models import Flag, QualityFlagJob
+    from curation.services.quality import quality_flag_job_run
+
+    job = QualityFlagJob.objects.filter(import_job__project__slug=project_slug).latest("pk")
+    assert quality_flag_job_run(job_id=job.pk) == "succeeded"
+    return {"rows": job.total, "flags": Flag.objects.filter(prompt__project__slug=project_slug).count()}
 
 
 def phase_flags(project_slug: str, limit: str) -> dict:
@@ -134,7 +147,7 @@ def phase_export(version_id: str, spec: str) -> dict:
     return {"rows": count, "bytes": Path(out).stat().st_size}
 
 
-PHASES = {"import": phase_import, "flags": phase_flags, "freeze": phase_freeze, "export": phase_export}
+PHASES = {"import": phase_import, "import_flags": phase_import_flags, "flags": phase_flags, "freeze": phase_freeze, "export": phase_export}
 
 
 def run_child(phase: str, target: str, arg: str) -> dict:
@@ -261,10 +274,11 @@ def main() -> None:
     wide_project = Project.objects.create(name=f"Bench wide {time.time():.0f}", slug=f"bench-wide-{time.time_ns()}")
     results = {"n": args.n, "database": connection.vendor, "file_mb": round(source.stat().st_size / 2**20, 1),
                "load_average_before": os.getloadavg()}
-    phases = ["import", "import_no_flags", "reimport", "flags", "freeze", "export_sft", "export_dpo"]
+    phases = ["import", "import_flags", "import_no_flags", "reimport", "flags", "freeze", "export_sft", "export_dpo"]
     try:
         # THE import figure: the default path (quality flags on), as the command, the API and the page run it.
         results["import"] = run_child("import", project.slug, f"flags:{source}")
+        results["import_flags"] = run_child("import_flags", project.slug, "")
         results["import_no_flags"] = run_child("import", bare.slug, f"no-flags:{source}")
         if not args.keep:
             cleanup(bare)

@@ -21,14 +21,17 @@ from functools import lru_cache
 
 import numpy as np
 from django.db import transaction
+from django.db.models import F
 
-from curation.models import Completion, Flag, Prompt, SimilarityKey
+from curation.jobs import services as jobs
+from curation.models import Completion, Flag, ImportJob, JobStatus, PendingFlag, Prompt, QualityFlagJob, SimilarityKey
 
 AUTO_KINDS = ("truncated", "repetition", "refusal", "empty", "short", "near-duplicate")
 BANDS, ROWS = 8, 4  # 32 hash functions; pairs above ~0.6 Jaccard become candidates, confirmed at THRESHOLD
 THRESHOLD = 0.8
 MIN_WORDS_FOR_DUPLICATES = 6  # below this, shingles are too few for similarity to mean anything
 CHUNK = 1000
+FOLLOW_UP_CHUNK = 5000  # prompts per transaction of the follow-up job (as many as an import batch)
 _rng = np.random.default_rng(20240611)  # fixed: keys stored yesterday must match keys computed today
 _A = _rng.integers(1, 2**63, size=BANDS * ROWS, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 2**63, size=BANDS * ROWS, dtype=np.uint64)
@@ -176,3 +179,42 @@ def _confirmed(candidates, sets, prompt_of) -> list[Flag]:
             flags.append(Flag(prompt_id=prompt_of[ref], completion_id=None if what == "prompt" else ref[1],
                               kind="near-duplicate", detail=f"{best[0]:.0%} similar to {what} #{best[1]}"))
     return flags
+
+
+# --- the follow-up job of an import ----------------------------------------------------------------------
+
+
+def quality_flags_follow_up(*, import_job: ImportJob, inline: bool) -> QualityFlagJob | None:
+    """Flag the prompts ``import_job`` marked, after its commits: in this process now (``inline``: the command,
+    which holds its own job) or on a worker. None when nothing is left to flag; an active follow-up job of the
+    same import picks up new marks by itself."""
+    pending = PendingFlag.objects.filter(import_job=import_job).count()
+    if not pending:
+        return None
+    active = import_job.flag_jobs.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).first()
+    if active is not None:
+        return active
+    with transaction.atomic():
+        flag_job = QualityFlagJob.objects.create(import_job=import_job, total=pending)
+        if not inline:
+            jobs.job_enqueue(flag_job)
+    if inline:
+        quality_flag_job_run(job_id=flag_job.pk)
+        flag_job.refresh_from_db()
+    return flag_job
+
+
+def quality_flag_job_run(*, job_id: int) -> str | None:
+    """The worker's task: flag the marked prompts in id order, a chunk per transaction with its progress."""
+    return jobs.job_run(QualityFlagJob, job_id, _flag_pending)
+
+
+def _flag_pending(job: QualityFlagJob) -> str:
+    marks = PendingFlag.objects.filter(import_job_id=job.import_job_id)
+    while ids := list(marks.order_by("prompt_id").values_list("prompt_id", flat=True)[:FOLLOW_UP_CHUNK]):
+        with transaction.atomic():  # the flags and the removal of their marks: a resumed attempt redoes none
+            quality_flag_prompts(ids)
+            marks.filter(prompt_id__in=ids).delete()
+            if not jobs.job_beat(QualityFlagJob, job.pk, done=F("done") + len(ids)):
+                return JobStatus.CANCELLED
+    return JobStatus.SUCCEEDED
