@@ -36,6 +36,7 @@ from curation.importers.lines import MAX_LINE_BYTES
 from curation.jobs import services as jobs
 from curation.models import Completion, ImportJob, JobStatus, PendingFlag, Project, Prompt
 from curation.services.quality import quality_flag_prompts, quality_flags_follow_up
+from curation.services.search import search_documents_defer
 
 MAX_ERRORS_KEPT = 1000
 
@@ -184,6 +185,8 @@ class _Importer:
                           invalid_count=counts.invalid, errors=self.job.errors)
 
     def _write(self, batch: list[Record]) -> None:
+        if self.flag_quality:  # the follow-up job builds the search documents of the marked prompts
+            search_documents_defer()
         touched = _write_batch(self.project, batch, self.counts)
         if self.flag_quality and touched:
             # Marked in the batch's transaction (a rolled-back batch leaves no mark); flagged after the import.

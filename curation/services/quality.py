@@ -25,6 +25,7 @@ from django.db.models import F
 
 from curation.jobs import services as jobs
 from curation.models import Completion, Flag, ImportJob, JobStatus, PendingFlag, Prompt, QualityFlagJob, SimilarityKey
+from curation.services.search import search_documents_build
 
 AUTO_KINDS = ("truncated", "repetition", "refusal", "empty", "short", "near-duplicate")
 BANDS, ROWS = 8, 4  # 32 hash functions; pairs above ~0.6 Jaccard become candidates, confirmed at THRESHOLD
@@ -181,7 +182,7 @@ def _confirmed(candidates, sets, prompt_of) -> list[Flag]:
     return flags
 
 
-# --- the follow-up job of an import ----------------------------------------------------------------------
+# --- the follow-up job of an import: search documents (PostgreSQL) and quality flags ----------------------
 
 
 def quality_flags_follow_up(*, import_job: ImportJob, inline: bool) -> QualityFlagJob | None:
@@ -212,7 +213,8 @@ def quality_flag_job_run(*, job_id: int) -> str | None:
 def _flag_pending(job: QualityFlagJob) -> str:
     marks = PendingFlag.objects.filter(import_job_id=job.import_job_id)
     while ids := list(marks.order_by("prompt_id").values_list("prompt_id", flat=True)[:FOLLOW_UP_CHUNK]):
-        with transaction.atomic():  # the flags and the removal of their marks: a resumed attempt redoes none
+        with transaction.atomic():  # the work and the removal of its marks: a resumed attempt redoes none
+            search_documents_build(ids)
             quality_flag_prompts(ids)
             marks.filter(prompt_id__in=ids).delete()
             if not jobs.job_beat(QualityFlagJob, job.pk, done=F("done") + len(ids)):

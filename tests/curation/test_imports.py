@@ -330,7 +330,7 @@ def test_unknown_format_is_a_validation_error(project, tmp_path):
         import_file(project=project, path=tmp_path / "x", format="parquet")
 
 
-def test_quality_flags_are_computed_per_batch_and_roll_back_with_it(project, tmp_path):
+def test_quality_flags_are_computed_after_the_import_and_roll_back_with_it(project, tmp_path):
     from curation.models import Flag
 
     records = [{"prompt": "Explain gravity.", "completions": [{"text": "Gravity is the pull", "finish_reason": "length"}]}]
