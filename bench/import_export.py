@@ -232,10 +232,13 @@ def cleanup(project) -> None:
         (m.DatasetVersion, "project_id = %s"),
         (m.CompletionRevision, "completion_id IN (SELECT c.id FROM {c} c JOIN {p} p ON p.id = c.prompt_id WHERE p.project_id = %s)"),
         *((model, in_prompts) for model in (m.Flag, m.Tag, m.Assignment, m.SimilarityKey, m.Review, m.Completion)),
+        (m.PendingFlag, in_prompts),
         (m.Prompt, "project_id = %s"),
+        (m.QualityFlagJob, "import_job_id IN (SELECT id FROM {j} WHERE project_id = %s)"),
         (m.ImportJob, "project_id = %s"),
     ]
-    tables = {"v": m.DatasetVersion._meta.db_table, "p": m.Prompt._meta.db_table, "c": m.Completion._meta.db_table}
+    tables = {"v": m.DatasetVersion._meta.db_table, "p": m.Prompt._meta.db_table, "c": m.Completion._meta.db_table,
+              "j": m.ImportJob._meta.db_table}
     with transaction.atomic(), connection.cursor() as cursor:
         for model, where in statements:
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE {where.format(**tables)}", [project.pk])  # noqa: S608
