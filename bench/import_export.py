@@ -5,10 +5,11 @@
 Generates a synthetic JSONL of N records (a prompt and two teacher completions each), imports it into a fresh
 project by the default path (quality flags on: THE import figure, the rows committed with their follow-up
 flags job queued), runs that follow-up job (import_flags: the flags of every prompt imported), imports it into a
-second fresh project without flags (beside it), imports it again (all duplicates), computes the quality flags of the first --flags-n prompts alone,
-approves every prompt (one review each, not timed), freezes a dataset version, and exports it as SFT and DPO JSON
-lines; then imports a second file of --wide-mb MB made of 50 KB lines (few records, each large: the case where
-batches must be bounded by bytes, not only by records). "rows" are records (prompts) throughout. Prints
+second fresh project without flags (beside it), imports it again (all duplicates), computes the quality flags of
+the first --flags-n prompts alone, approves every prompt (one review each, not timed), freezes a dataset version,
+and exports it as SFT and DPO JSON lines; then imports a second file of --wide-mb MB made of 50 KB lines (few
+records, each large: the case where batches must be bounded by bytes, not only by records). "rows" are records
+(prompts) throughout. Prints
 rows/s, CPU seconds (this process, and its PostgreSQL backend) and peak RSS per phase, and writes
 bench/results/import_export.json (one entry per database vendor). DEBUG is off unless DJANGO_DEBUG says otherwise.
 
@@ -147,7 +148,8 @@ def phase_export(version_id: str, spec: str) -> dict:
     return {"rows": count, "bytes": Path(out).stat().st_size}
 
 
-PHASES = {"import": phase_import, "import_flags": phase_import_flags, "flags": phase_flags, "freeze": phase_freeze, "export": phase_export}
+PHASES = {"import": phase_import, "import_flags": phase_import_flags, "flags": phase_flags, "freeze": phase_freeze,
+          "export": phase_export}
 
 
 def run_child(phase: str, target: str, arg: str) -> dict:

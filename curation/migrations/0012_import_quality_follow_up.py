@@ -20,7 +20,8 @@ DEFERRED = "IF current_setting('distillery.search_deferred', true) = 'on' THEN R
 def _deferrable(name: str) -> str:
     """0009's trigger function ``name``, made to return at once when the transaction defers search documents."""
     (original,) = [sql for sql in FULLTEXT.POSTGRES_FORWARD if f"CREATE FUNCTION {name}()" in sql]
-    return original.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace("BEGIN", f"BEGIN\n        {DEFERRED}", 1)
+    replaced = original.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    return replaced.replace("BEGIN", f"BEGIN\n        {DEFERRED}", 1)
 
 
 def _original(name: str) -> str:
@@ -87,5 +88,6 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('import_job', 'prompt'), name='pending_flag_unique')],
             },
         ),
-        migrations.RunPython(FULLTEXT._run({"postgresql": POSTGRES_FORWARD}), FULLTEXT._run({"postgresql": POSTGRES_BACKWARD})),
+        migrations.RunPython(FULLTEXT._run({"postgresql": POSTGRES_FORWARD}),
+                             FULLTEXT._run({"postgresql": POSTGRES_BACKWARD})),
     ]

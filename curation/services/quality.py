@@ -108,7 +108,8 @@ def band_keys_many(sets: list[np.ndarray]) -> list[list[int]]:
 
 
 def _band_key(signature: np.ndarray, band: int) -> int:
-    digest = hashlib.blake2b(signature[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8, person=bytes([band]) * 8)
+    digest = hashlib.blake2b(signature[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8,
+                             person=bytes([band]) * 8)
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
@@ -208,8 +209,8 @@ def _confirmed(candidates, sets, prompt_of) -> list[tuple]:
     for kind in (SimilarityKey.Kind.PROMPT, SimilarityKey.Kind.COMPLETION):
         wanted = [other for k, other in needed if k == kind]
         if kind == SimilarityKey.Kind.PROMPT:
-            texts = {i: _prompt_text(messages, text)
-                     for i, messages, text in Prompt.objects.filter(id__in=wanted).values_list("id", "messages", "text")}
+            rows = Prompt.objects.filter(id__in=wanted).values_list("id", "messages", "text")
+            texts = {i: _prompt_text(messages, text) for i, messages, text in rows}
         else:
             texts = dict(Completion.objects.filter(id__in=wanted).values_list("id", "text"))
         sets.update({(kind, i): shingles(t) for i, t in texts.items()})
