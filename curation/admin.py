@@ -322,6 +322,25 @@ class BulkActionJobAdmin(JobAdmin, LargeTableAdmin):
     progress_fields = ["total", "done", "last_id"]
 
 
+@admin.register(models.QualityFlagJob)
+class QualityFlagJobAdmin(JobAdmin, LargeTableAdmin):
+    """An import's follow-up: the quality flags and search documents of the prompts it wrote."""
+
+    list_display = ["id", "import_job", "status", "done", "total", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["import_job"]
+    readonly_fields = ["import_job"]
+    progress_fields = ["total", "done"]
+
+
+@admin.register(models.PendingFlag)
+class PendingFlagAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """Prompts an import wrote whose follow-up job has not flagged them yet: for inspection only."""
+
+    list_display = ["id", "import_job_id", "prompt_id"]
+    search_fields = ["=import_job__id", "=prompt__id"]
+
+
 class ServiceSavedAdmin(admin.ModelAdmin):
     """Change forms whose save goes through a service, so the admin gets the service's checks.
 

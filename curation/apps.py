@@ -7,7 +7,7 @@ class CurationConfig(AppConfig):
 
     def ready(self) -> None:
         from curation.jobs.registry import JobKind, register
-        from curation.models import BulkActionJob, GenerationJob, ImportJob, SynthesisJob
+        from curation.models import BulkActionJob, GenerationJob, ImportJob, QualityFlagJob, SynthesisJob
 
         register(JobKind(
             name="import", model=ImportJob, task="curation.tasks.import_job_run", queue="default",
@@ -19,6 +19,10 @@ class CurationConfig(AppConfig):
             resume="prompts that already have their candidates from this teacher are skipped",
             on_requeue=lambda job: {"eta_seconds": None, "tokens_per_second": 0},
             can_resume=lambda job: _generation_can_resume(job),
+        ))
+        register(JobKind(
+            name="quality-flags", model=QualityFlagJob, task="curation.tasks.quality_flag_job_run", queue="default",
+            resume="prompts flagged by earlier attempts lost their marks; it flags the marked ones left",
         ))
         register(JobKind(
             name="bulk-action", model=BulkActionJob, task="curation.tasks.bulk_action_run", queue="default",

@@ -331,6 +331,41 @@ class ImportJob(BackgroundJob):
         default=0, help_text="Records read up to the last committed batch: a resumed attempt skips them."
     )
 
+    @property
+    def flag_job(self) -> QualityFlagJob | None:
+        """The latest follow-up job computing this import's quality flags (None when there is none)."""
+        return self.flag_jobs.order_by("-pk").first()
+
+
+class QualityFlagJob(BackgroundJob):
+    """The quality flags of an import's prompts, computed after the import committed (a follow-up job).
+
+    The import marks each prompt it wrote (``PendingFlag``) in the transaction of the batch that wrote it; this
+    job flags the marked prompts in id order, a chunk per transaction, removing their marks as it goes: a
+    resumed attempt continues with the marks left. Items are in the review queue before their flags arrive.
+    """
+
+    import_job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="flag_jobs")
+    total = models.PositiveIntegerField(default=0, help_text="Prompts to flag when the job was queued.")
+    done = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.done / self.total)) if self.total else 100
+
+
+class PendingFlag(models.Model):
+    """A prompt an import wrote (new, or given new completions) whose quality flags are still to be computed."""
+
+    import_job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["import_job", "prompt"], name="pending_flag_unique")]
+
 
 class Teacher(models.Model):
     class Kind(models.TextChoices):

@@ -36,6 +36,13 @@ def import_job_run(job_id: int) -> None:
     run(job_id)
 
 
+@shared_task(name="curation.tasks.quality_flag_job_run")
+def quality_flag_job_run(job_id: int) -> None:
+    from curation.services.quality import quality_flag_job_run as run
+
+    run(job_id=job_id)
+
+
 @shared_task(name="curation.tasks.bulk_action_run")
 def bulk_action_run(job_id: int) -> str | None:
     from curation.services.bulk import bulk_action_job_run

@@ -17,8 +17,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Count
 
-from curation.models import Completion, GenerationJob, ImportJob, JobStatus, Prompt, Teacher
+from curation.models import Completion, GenerationJob, ImportJob, JobStatus, PendingFlag, Prompt, Teacher
 from curation.selectors.access import SERVER_SHELL
+from curation.selectors.search import prompts_matching_text
 from curation.services import generation as generation_svc
 from curation.services.imports import import_job_create
 from curation.services.trust import server_resource_register
@@ -135,6 +136,14 @@ def test_an_import_resumes_after_its_last_committed_batch(worker, project, how):
     assert (done.read_count, done.imported_count, done.duplicate_count, done.invalid_count) == (IMPORT_RECORDS,) * 2 + (0, 0)
     assert Prompt.objects.filter(project=project).count() == IMPORT_RECORDS
     assert Completion.objects.filter(prompt__project=project).count() == IMPORT_RECORDS
+
+    # Then its follow-up job (queued by the attempt that finished) flags every prompt once and makes it searchable.
+    flags = wait_for(lambda: (f := done.flag_job) and f.status in JobStatus.finished() and f, timeout=DONE_WITHIN,
+                     message="the import's follow-up job")
+    assert flags.status == JobStatus.SUCCEEDED, f"{flags.error}\n{worker.log()[-4000:]}"
+    assert flags.done == flags.total == IMPORT_RECORDS and not PendingFlag.objects.exists()
+    prompts = Prompt.objects.filter(project=project)
+    assert prompts_matching_text(prompts, "answer").count() == IMPORT_RECORDS
 
 
 @pytest.mark.parametrize("how", ["worker", "child"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import django_filters
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -24,18 +24,28 @@ class ImportJobSerializer(JobStateSerializer, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     has_rejects = serializers.SerializerMethodField()
+    flags = serializers.SerializerMethodField(help_text="The follow-up job computing the quality flags of the "
+                                              "imported prompts (status, total, done); null when there is none.")
 
     class Meta:
         model = ImportJob
         fields = [
             "id", "project", "created_by", "original_name", "format", "detected_format", "skip_invalid",
             "read_count", "imported_count", "duplicate_count", "invalid_count", "errors", "message", "has_rejects",
-            *JOB_FIELDS,
+            "flags", *JOB_FIELDS,
         ]
         read_only_fields = fields
 
     def get_has_rejects(self, job: ImportJob) -> bool:
         return bool(job.rejects_path)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_flags(self, job: ImportJob) -> dict | None:
+        flag_job = job.flag_job
+        if flag_job is None:
+            return None
+        return {"id": flag_job.pk, "status": flag_job.status, "total": flag_job.total, "done": flag_job.done,
+                "error": flag_job.error}
 
 
 class ImportJobCreateSerializer(serializers.Serializer):

@@ -34,8 +34,9 @@ from curation.hashing import messages_hash, text_hash
 from curation.importers import FileError, Invalid, Record, read_records
 from curation.importers.lines import MAX_LINE_BYTES
 from curation.jobs import services as jobs
-from curation.models import Completion, ImportJob, JobStatus, Project, Prompt
-from curation.services.quality import quality_flag_prompts
+from curation.models import Completion, ImportJob, JobStatus, PendingFlag, Project, Prompt
+from curation.services.quality import quality_flag_prompts, quality_flags_follow_up
+from curation.services.search import search_documents_defer
 
 MAX_ERRORS_KEPT = 1000
 
@@ -62,12 +63,17 @@ def import_file(
     created_by=None,
     max_line_bytes: int = MAX_LINE_BYTES,
     flag_quality: bool = True,
+    flags_inline: bool | None = None,
 ) -> ImportJob:
     """Import ``path`` into ``project``; the returned job (created unless given) holds counts and errors.
 
     Bad data does not raise: the job ends ``failed`` with its reasons. Unexpected errors fail the job and raise.
-    ``flag_quality`` computes the quality flags (truncated, near-duplicate...) of each batch as it is written.
+    ``flag_quality``: each batch marks the prompts it wrote, and once the import is over a follow-up job
+    (``QualityFlagJob``) computes their quality flags (truncated, near-duplicate...) outside the import's
+    transactions. ``flags_inline`` runs that job here before returning; by default it does when this call
+    holds its own job (the command), and a worker runs it otherwise.
     """
+    inline = job is None if flags_inline is None else flags_inline
     if format not in ImportJob.Format.values:
         raise ValidationError({"format": f"Unknown format '{format}'. Use one of: {', '.join(ImportJob.Format.values)}."})
     path = Path(path)
@@ -90,14 +96,20 @@ def import_file(
             else:
                 counts = importer.all_or_nothing(records)
     except FileError as exc:
-        return _finish(job, JobStatus.FAILED, Counts(), str(exc))
+        job = _finish(job, JobStatus.FAILED, Counts(), str(exc))
+        if flag_quality:  # a skip-invalid import may have committed batches before the file went bad
+            quality_flags_follow_up(import_job=job, inline=inline)
+        return job
     except Exception as exc:
         _finish(job, JobStatus.FAILED, Counts(), f"The import stopped on an unexpected error: {exc!r}")
         raise
     finally:
         rejects.close()
     job.rejects_path = str(rejects.path) if rejects.count else ""
-    return _finish(job, *_outcome(counts, skip_invalid, rejects))
+    job = _finish(job, *_outcome(counts, skip_invalid, rejects))
+    if flag_quality:
+        quality_flags_follow_up(import_job=job, inline=inline)
+    return job
 
 
 class _Importer:
@@ -173,10 +185,12 @@ class _Importer:
                           invalid_count=counts.invalid, errors=self.job.errors)
 
     def _write(self, batch: list[Record]) -> None:
+        if self.flag_quality:  # the follow-up job builds the search documents of the marked prompts
+            search_documents_defer()
         touched = _write_batch(self.project, batch, self.counts)
         if self.flag_quality and touched:
-            # In the batch's transaction: flags never describe rows that were rolled back.
-            quality_flag_prompts(touched)
+            # Marked in the batch's transaction (a rolled-back batch leaves no mark); flagged after the import.
+            insert_rows(PendingFlag, ("import_job", "prompt"), [(self.job.pk, pk) for pk in touched])
 
 
 def prompts_add(*, project: Project, records: list[Record]) -> tuple[Counts, set[int]]:

@@ -20,15 +20,21 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 
-from curation.models import Completion, Flag, Prompt, SimilarityKey
+from curation.bulk import insert_rows
+from curation.jobs import services as jobs
+from curation.models import Completion, Flag, ImportJob, JobStatus, PendingFlag, Prompt, QualityFlagJob, SimilarityKey
+from curation.services.search import search_documents_build
 
 AUTO_KINDS = ("truncated", "repetition", "refusal", "empty", "short", "near-duplicate")
 BANDS, ROWS = 8, 4  # 32 hash functions; pairs above ~0.6 Jaccard become candidates, confirmed at THRESHOLD
 THRESHOLD = 0.8
 MIN_WORDS_FOR_DUPLICATES = 6  # below this, shingles are too few for similarity to mean anything
 CHUNK = 1000
+SLICE_SHINGLES = 100_000  # shingles hashed at once: 100,000 x 32 hashes of 8 bytes = 26 MB
+FOLLOW_UP_CHUNK = 5000  # prompts per transaction of the follow-up job (as many as an import batch)
 _rng = np.random.default_rng(20240611)  # fixed: keys stored yesterday must match keys computed today
 _A = _rng.integers(1, 2**63, size=BANDS * ROWS, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 2**63, size=BANDS * ROWS, dtype=np.uint64)
@@ -77,13 +83,34 @@ def shingles(text: str) -> np.ndarray:
 
 def band_keys(shingle_hashes: np.ndarray) -> list[int]:
     """One LSH key per band: the band's slice of the MinHash signature, hashed with its band number."""
-    hashed = (shingle_hashes[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)  # multiply-shift hashing
-    signature = hashed.min(axis=0).astype(np.uint32)
-    keys = []
-    for band in range(BANDS):
-        digest = hashlib.blake2b(signature[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8, person=bytes([band]) * 8)
-        keys.append(int.from_bytes(digest.digest(), "big", signed=True))
+    return band_keys_many([shingle_hashes])[0]
+
+
+def band_keys_many(sets: list[np.ndarray]) -> list[list[int]]:
+    """``band_keys`` of many non-empty shingle sets, vectorised: the sets are concatenated (at most
+    SLICE_SHINGLES at a time, so memory stays bounded whatever the texts' length), hashed with every hash function
+    in one product, and each set's signature is the minimum over its segment (``np.minimum.reduceat``)."""
+    keys: list[list[int]] = []
+    start = 0
+    while start < len(sets):
+        end, size = start, 0
+        while end < len(sets) and (end == start or size + len(sets[end]) <= SLICE_SHINGLES):
+            size += len(sets[end])
+            end += 1
+        part = sets[start:end]
+        flat = np.concatenate(part)
+        hashed = (flat[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)  # multiply-shift hashing
+        offsets = np.cumsum([0] + [len(s) for s in part[:-1]])
+        signatures = np.minimum.reduceat(hashed, offsets, axis=0).astype(np.uint32)
+        keys += [[_band_key(signature, band) for band in range(BANDS)] for signature in signatures]
+        start = end
     return keys
+
+
+def _band_key(signature: np.ndarray, band: int) -> int:
+    digest = hashlib.blake2b(signature[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=8,
+                             person=bytes([band]) * 8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -107,48 +134,55 @@ def quality_flag_prompts(prompt_ids: Iterable[int]) -> int:
 
 
 def _flag_chunk(ids: list[int]) -> int:
-    prompts = list(Prompt.objects.filter(id__in=ids).only("id", "project_id", "messages", "text"))
-    completions = list(Completion.objects.filter(prompt_id__in=ids).only("id", "prompt_id", "text", "finish_reason"))
-    flags: list[Flag] = []
+    prompts = Prompt.objects.filter(id__in=ids).values_list("id", "project_id", "messages", "text")
+    completions = Completion.objects.filter(prompt_id__in=ids).values_list("id", "prompt_id", "text", "finish_reason")
+    flags: list[tuple] = []  # FLAG_FIELDS
     docs: list[tuple[str, int, int, int | None, str]] = []  # kind, project, prompt, completion, text
-    for prompt in prompts:
-        text = "\n".join(str(m.get("content", "")) for m in prompt.messages if isinstance(m, dict)) or prompt.text
-        flags += [Flag(prompt_id=prompt.id, kind=k, detail=d) for k, d in text_flags(text) if k in ("empty", "short")]
-        docs.append((SimilarityKey.Kind.PROMPT, prompt.project_id, prompt.id, None, text))
-    project_of = {p.id: p.project_id for p in prompts}
-    for c in completions:
-        flags += [Flag(prompt_id=c.prompt_id, completion_id=c.id, kind=k, detail=d)
-                  for k, d in text_flags(c.text, finish_reason=c.finish_reason)]
-        docs.append((SimilarityKey.Kind.COMPLETION, project_of[c.prompt_id], c.prompt_id, c.id, c.text))
+    project_of = {}
+    for prompt_id, project_id, messages, prompt_text in prompts:
+        text = _prompt_text(messages, prompt_text)
+        flags += [(prompt_id, None, k, d) for k, d in text_flags(text) if k in ("empty", "short")]
+        docs.append((SimilarityKey.Kind.PROMPT, project_id, prompt_id, None, text))
+        project_of[prompt_id] = project_id
+    for completion_id, prompt_id, text, finish_reason in completions:
+        flags += [(prompt_id, completion_id, k, d) for k, d in text_flags(text, finish_reason=finish_reason)]
+        docs.append((SimilarityKey.Kind.COMPLETION, project_of[prompt_id], prompt_id, completion_id, text))
     with transaction.atomic():
         Flag.objects.filter(prompt_id__in=ids, kind__in=AUTO_KINDS).delete()
         SimilarityKey.objects.filter(prompt_id__in=ids).delete()
         flags += _near_duplicates(docs)
-        Flag.objects.bulk_create(flags, batch_size=1000)
+        insert_rows(Flag, FLAG_FIELDS, flags, ignore_conflicts=False)
     return len(flags)
 
 
-def _near_duplicates(docs: list[tuple[str, int, int, int | None, str]]) -> list[Flag]:
+FLAG_FIELDS = ("prompt", "completion", "kind", "detail")
+KEY_FIELDS = ("project", "kind", "key", "prompt", "completion")
+
+
+def _prompt_text(messages, text: str) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict)) or text
+
+
+def _near_duplicates(docs: list[tuple[str, int, int, int | None, str]]) -> list[tuple]:
     """Store the docs' band keys and flag each doc that nearly repeats an earlier one (lower id)."""
     sets, keys_of, prompt_of, rows = {}, {}, {}, []
     groups: dict[tuple[int, str], list[tuple[str, int]]] = defaultdict(list)
+    kept = []
     for kind, project_id, prompt_id, completion_id, text in docs:
         hashed = shingles(text)
         if len(hashed) < MIN_WORDS_FOR_DUPLICATES - 2:
             continue
-        ref = (kind, completion_id or prompt_id)
-        sets[ref], keys_of[ref], prompt_of[ref] = hashed, band_keys(hashed), prompt_id
-        groups[(project_id, kind)].append(ref)
-        rows += [SimilarityKey(project_id=project_id, kind=kind, key=k, prompt_id=prompt_id, completion_id=completion_id)
-                 for k in keys_of[ref]]
-    SimilarityKey.objects.bulk_create(rows, batch_size=2000)
+        kept.append(((kind, completion_id or prompt_id), project_id, prompt_id, completion_id, hashed))
+    for (ref, project_id, prompt_id, completion_id, hashed), keys in zip(
+            kept, band_keys_many([doc[-1] for doc in kept]), strict=True):
+        sets[ref], keys_of[ref], prompt_of[ref] = hashed, keys, prompt_id
+        groups[(project_id, ref[0])].append(ref)
+        rows += [(project_id, ref[0], k, prompt_id, completion_id) for k in keys]
+    insert_rows(SimilarityKey, KEY_FIELDS, rows, ignore_conflicts=False)
     candidates: dict[tuple[str, int], set[int]] = defaultdict(set)
     for (project_id, kind), refs in groups.items():
         holders: dict[int, set[int]] = defaultdict(set)
-        found = SimilarityKey.objects.filter(
-            project_id=project_id, kind=kind, key__in={k for ref in refs for k in keys_of[ref]}
-        ).values_list("key", "prompt_id", "completion_id")
-        for key, prompt_id, completion_id in found:
+        for key, prompt_id, completion_id in _key_holders(project_id, kind, {k for ref in refs for k in keys_of[ref]}):
             holders[key].add(completion_id or prompt_id)
         for ref in refs:
             for key in keys_of[ref]:
@@ -156,14 +190,27 @@ def _near_duplicates(docs: list[tuple[str, int, int, int | None, str]]) -> list[
     return _confirmed(candidates, sets, prompt_of)
 
 
-def _confirmed(candidates, sets, prompt_of) -> list[Flag]:
+def _key_holders(project_id: int, kind: str, keys: set[int]) -> list[tuple[int, int, int | None]]:
+    """(key, prompt, completion) of the project's stored keys among ``keys``."""
+    if connection.vendor == "postgresql":
+        # One array parameter: tens of thousands of IN placeholders cost more to build than the lookup.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT key, prompt_id, completion_id FROM {SimilarityKey._meta.db_table} "  # noqa: S608
+                "WHERE project_id = %s AND kind = %s AND key = ANY(%s)", [project_id, kind, list(keys)])
+            return cursor.fetchall()
+    return list(SimilarityKey.objects.filter(project_id=project_id, kind=kind, key__in=keys)
+                .values_list("key", "prompt_id", "completion_id"))
+
+
+def _confirmed(candidates, sets, prompt_of) -> list[tuple]:
     """Flags for candidate pairs whose exact Jaccard similarity reaches THRESHOLD (the nearest one is named)."""
     needed = {(ref[0], other) for ref, others in candidates.items() for other in others if (ref[0], other) not in sets}
     for kind in (SimilarityKey.Kind.PROMPT, SimilarityKey.Kind.COMPLETION):
         wanted = [other for k, other in needed if k == kind]
         if kind == SimilarityKey.Kind.PROMPT:
-            texts = {p.id: "\n".join(str(m.get("content", "")) for m in p.messages if isinstance(m, dict)) or p.text
-                     for p in Prompt.objects.filter(id__in=wanted).only("id", "messages", "text")}
+            rows = Prompt.objects.filter(id__in=wanted).values_list("id", "messages", "text")
+            texts = {i: _prompt_text(messages, text) for i, messages, text in rows}
         else:
             texts = dict(Completion.objects.filter(id__in=wanted).values_list("id", "text"))
         sets.update({(kind, i): shingles(t) for i, t in texts.items()})
@@ -173,6 +220,46 @@ def _confirmed(candidates, sets, prompt_of) -> list[Flag]:
         best = max(scored, default=(0.0, None))
         if best[0] >= THRESHOLD:
             what = "prompt" if ref[0] == SimilarityKey.Kind.PROMPT else "completion"
-            flags.append(Flag(prompt_id=prompt_of[ref], completion_id=None if what == "prompt" else ref[1],
-                              kind="near-duplicate", detail=f"{best[0]:.0%} similar to {what} #{best[1]}"))
+            flags.append((prompt_of[ref], None if what == "prompt" else ref[1], "near-duplicate",
+                          f"{best[0]:.0%} similar to {what} #{best[1]}"))
     return flags
+
+
+# --- the follow-up job of an import: search documents (PostgreSQL) and quality flags ----------------------
+
+
+def quality_flags_follow_up(*, import_job: ImportJob, inline: bool) -> QualityFlagJob | None:
+    """Flag the prompts ``import_job`` marked, after its commits: in this process now (``inline``: the command,
+    which holds its own job) or on a worker. None when nothing is left to flag; an active follow-up job of the
+    same import picks up new marks by itself."""
+    pending = PendingFlag.objects.filter(import_job=import_job).count()
+    if not pending:
+        return None
+    active = import_job.flag_jobs.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).first()
+    if active is not None:
+        return active
+    with transaction.atomic():
+        flag_job = QualityFlagJob.objects.create(import_job=import_job, total=pending)
+        if not inline:
+            jobs.job_enqueue(flag_job)
+    if inline:
+        quality_flag_job_run(job_id=flag_job.pk)
+        flag_job.refresh_from_db()
+    return flag_job
+
+
+def quality_flag_job_run(*, job_id: int) -> str | None:
+    """The worker's task: flag the marked prompts in id order, a chunk per transaction with its progress."""
+    return jobs.job_run(QualityFlagJob, job_id, _flag_pending)
+
+
+def _flag_pending(job: QualityFlagJob) -> str:
+    marks = PendingFlag.objects.filter(import_job_id=job.import_job_id)
+    while ids := list(marks.order_by("prompt_id").values_list("prompt_id", flat=True)[:FOLLOW_UP_CHUNK]):
+        with transaction.atomic():  # the work and the removal of its marks: a resumed attempt redoes none
+            search_documents_build(ids)
+            quality_flag_prompts(ids)
+            marks.filter(prompt_id__in=ids).delete()
+            if not jobs.job_beat(QualityFlagJob, job.pk, done=F("done") + len(ids)):
+                return JobStatus.CANCELLED
+    return JobStatus.SUCCEEDED

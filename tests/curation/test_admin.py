@@ -26,7 +26,10 @@ def populated(project, annotator):
     models.Assignment.objects.create(prompt=PromptFactory(project=project), annotator=annotator)
     models.CompletionRevision.objects.create(completion=completions[0], review=review, author=annotator,
                                              text_before="a", text_after="b")
-    models.ImportJob.objects.create(project=project, original_name="x.jsonl", errors=[{"line": 2, "reason": "<i>bad</i>"}])
+    import_job = models.ImportJob.objects.create(project=project, original_name="x.jsonl",
+                                                 errors=[{"line": 2, "reason": "<i>bad</i>"}])
+    models.QualityFlagJob.objects.create(import_job=import_job, total=1)
+    models.PendingFlag.objects.create(import_job=import_job, prompt=prompt)
     teacher = Teacher.objects.create(name="smol", kind="local", model_path="/models/smol")
     models.GenerationJob.objects.create(project=project, teacher=teacher)
     models.BulkActionJob.objects.create(project=project, action="tag", tag_name="<b>t</b>", filters={"q": "x"}, total=3)

@@ -330,7 +330,7 @@ def test_unknown_format_is_a_validation_error(project, tmp_path):
         import_file(project=project, path=tmp_path / "x", format="parquet")
 
 
-def test_quality_flags_are_computed_per_batch_and_roll_back_with_it(project, tmp_path):
+def test_quality_flags_are_computed_after_the_import_and_roll_back_with_it(project, tmp_path):
     from curation.models import Flag
 
     records = [{"prompt": "Explain gravity.", "completions": [{"text": "Gravity is the pull", "finish_reason": "length"}]}]
@@ -449,3 +449,64 @@ def test_a_resumed_skip_invalid_import_continues_after_its_last_committed_batch(
     assert done.status == JobStatus.SUCCEEDED and done.attempts == 2
     assert (done.read_count, done.imported_count, done.duplicate_count, done.invalid_count) == (10, 9, 0, 1)
     assert Prompt.objects.count() == 9 and len(done.errors) == 1
+
+
+def test_background_import_commits_rows_first_and_its_follow_up_job_flags_them(
+        project, curator, tmp_path, monkeypatch, django_capture_on_commit_callbacks, settings):
+    """The worker's path: rows are committed (and reviewable) before their flags, which a queued follow-up job
+    computes outside the import's transactions; the job's progress is on the import's API."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIClient
+
+    from curation import tasks
+    from curation.models import Flag, PendingFlag, QualityFlagJob
+    from curation.services.quality import quality_flag_job_run
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    queued = []
+    monkeypatch.setattr(tasks.import_job_run, "delay", queued.append)
+    monkeypatch.setattr(tasks.quality_flag_job_run, "delay", queued.append)
+    lines = b"".join(json.dumps({"prompt": f"Question number {i}", "completions": [
+        {"text": f"Answer {i}", "finish_reason": "length"}]}).encode() + b"\n" for i in range(3))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = imports.import_job_create(project=project, uploaded_file=SimpleUploadedFile("o.jsonl", lines),
+                                        created_by=curator)
+    with django_capture_on_commit_callbacks(execute=True):
+        done = import_job_run(job.pk)
+    flag_job = QualityFlagJob.objects.get(import_job=job)
+    assert done.status == JobStatus.SUCCEEDED and queued == [job.pk, flag_job.pk]
+    assert Prompt.objects.count() == 3 and not Flag.objects.exists()  # usable now; flags come after
+    assert flag_job.status == JobStatus.QUEUED and (flag_job.total, flag_job.done) == (3, 0)
+
+    client = APIClient()
+    client.force_authenticate(curator)
+    body = client.get(f"/api/v1/imports/{job.pk}/").json()
+    assert body["status"] == "succeeded" and body["flags"]["status"] == "queued" and body["flags"]["total"] == 3
+
+    assert quality_flag_job_run(job_id=flag_job.pk) == JobStatus.SUCCEEDED
+    assert quality_flag_job_run(job_id=flag_job.pk) is None  # a redelivered task finds nothing to claim
+    flag_job.refresh_from_db()
+    assert flag_job.done == 3 and not PendingFlag.objects.exists()
+    assert Flag.objects.filter(kind="truncated").count() == 3
+    assert client.get(f"/api/v1/imports/{job.pk}/").json()["flags"]["done"] == 3
+
+
+def test_a_resumed_follow_up_job_flags_only_what_is_left(project, tmp_path, monkeypatch):
+    """An attempt that died after some chunks left their marks removed; the resumed job flags the rest."""
+    from curation.jobs import services as jobs
+    from curation.models import Flag, PendingFlag, QualityFlagJob
+    from curation.services import quality
+
+    monkeypatch.setattr(quality, "FOLLOW_UP_CHUNK", 2)
+    records = [{"prompt": f"Prompt {i}", "completions": [{"text": "cut", "finish_reason": "length"}]} for i in range(5)]
+    job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flags_inline=False)
+    flag_job = QualityFlagJob.objects.get(import_job=job)
+    first = sorted(PendingFlag.objects.values_list("prompt_id", flat=True))[:2]
+    quality.quality_flag_prompts(first)  # what the dead attempt committed: flags with their marks removed
+    PendingFlag.objects.filter(prompt_id__in=first).delete()
+    QualityFlagJob.objects.filter(pk=flag_job.pk).update(status=JobStatus.FAILED, done=2)
+    jobs.job_resume(job=flag_job, enqueue=False)
+    assert quality.quality_flag_job_run(job_id=flag_job.pk) == JobStatus.SUCCEEDED
+    flag_job.refresh_from_db()
+    assert flag_job.done == 5 and not PendingFlag.objects.exists()
+    assert Flag.objects.filter(kind="truncated").count() == 5  # each once: replaced, never doubled

@@ -101,3 +101,31 @@ def test_common_words_take_the_join_and_find_the_same(project, monkeypatch):
     monkeypatch.setattr(search, "RARE_MATCHES", 1)
     assert found(project, "common word") == {p.pk for p in items}
     assert found(project, "other") == {Prompt.objects.get(project=project, text="other").pk}
+
+
+def test_imported_words_are_found_once_the_import_and_its_follow_up_are_done(project, tmp_path):
+    """The default import path leaves the search documents of what it inserts (PostgreSQL) to its follow-up
+    job: the words are found after it, in new prompts and in new completions of existing prompts alike."""
+    import json
+
+    from curation.models import QualityFlagJob
+    from curation.services.imports import import_file
+    from curation.services.quality import quality_flag_job_run
+
+    def write(name, records):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return path
+
+    first = import_file(project=project, path=write("a.jsonl", [{"prompt": "Name a fruit", "completion": "kumquat"}]))
+    assert first.flag_job.status == "succeeded"  # the command's path runs the follow-up before returning
+    assert len(found(project, "kumquat")) == 1 and len(found(project, "fruit")) == 1
+
+    second = import_file(project=project, flags_inline=False, path=write("b.jsonl", [
+        {"prompt": "Name a fruit", "completion": "persimmon"}, {"prompt": "Name a river", "completion": "Danube"}]))
+    flag_job = QualityFlagJob.objects.get(import_job=second)
+    if connection.vendor == "postgresql":
+        assert not found(project, "persimmon") and not found(project, "danube")  # deferred to the follow-up
+    assert quality_flag_job_run(job_id=flag_job.pk) == "succeeded"
+    assert found(project, "persimmon") == found(project, "kumquat") and len(found(project, "danube")) == 1
+    assert len(found(project, "river")) == 1 and len(found(project, "fruit")) == 1

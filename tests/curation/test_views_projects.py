@@ -54,6 +54,20 @@ def test_curator_uploads_an_import_and_polls_its_progress(client, project, curat
     assert b"imported 1" in done.content and b"hx-trigger" not in done.content  # finished: polling stops
 
 
+def test_the_import_page_shows_its_follow_up_job_and_polls_until_it_ends(client, project, curator):
+    from curation.models import QualityFlagJob
+
+    client.force_login(curator)
+    job = ImportJob.objects.create(project=project, original_name="o.jsonl", status="succeeded", imported_count=5)
+    flags = QualityFlagJob.objects.create(import_job=job, status="running", total=5, done=2)
+    url = reverse("curation:import_job", args=[project.slug, job.pk])
+    running = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "quality flags" in running and "2 of 5 prompts" in running and "hx-trigger" in running
+    QualityFlagJob.objects.filter(pk=flags.pk).update(status="succeeded", done=5)
+    done = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "5 of 5 prompts" in done and "hx-trigger" not in done
+
+
 def test_import_form_errors_are_shown(client, project, curator):
     client.force_login(curator)
     response = client.post(reverse("curation:import_create", args=[project.slug]), {"format": "jsonl"})

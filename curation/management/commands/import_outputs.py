@@ -48,6 +48,9 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(job.message))
         if job.rejects_path:
             self.stdout.write(f"Rejected lines with their reasons: {job.rejects_path}")
+        if (flags := job.flag_job) is not None:
+            self.stdout.write(f"Quality flags and search documents: {flags.done} of {flags.total} prompts "
+                              f"({flags.get_status_display().lower()}{': ' + flags.error if flags.error else ''}).")
 
     def _reasons(self, job: ImportJob) -> str:
         lines = [job.message]
