@@ -139,7 +139,8 @@ def test_a_review_edited_in_the_admin_goes_through_the_review_service(client, ad
 def test_teacher_admin_checks_the_key_is_a_variable_name(client, admin_user):
     client.force_login(admin_user)
     response = client.post(reverse("admin:curation_teacher_add"), {
-        "name": "api", "kind": "openai-compatible", "base_url": "http://vllm:8000/v1", "model_name": "m",
+        "name": "api", "kind": "openai-compatible", "engine": "transformers", "base_url": "http://vllm:8000/v1",
+        "model_name": "m",
         "api_key_env": "sk-live-1234 secret", "default_params": "{}"})
     assert response.status_code == 200 and "never the key" in response.content.decode()
     assert not Teacher.objects.exists()
