@@ -234,7 +234,7 @@ def cleanup(project) -> None:
         (m.DatasetVersion, "project_id = %s"),
         (m.CompletionRevision, "completion_id IN (SELECT c.id FROM {c} c JOIN {p} p ON p.id = c.prompt_id WHERE p.project_id = %s)"),
         *((model, in_prompts) for model in (m.Flag, m.Tag, m.Assignment, m.SimilarityKey, m.Review, m.Completion)),
-        (m.PendingFlag, in_prompts),
+        (m.PendingFlag, "import_job_id IN (SELECT id FROM {j} WHERE project_id = %s)"),
         (m.Prompt, "project_id = %s"),
         (m.QualityFlagJob, "import_job_id IN (SELECT id FROM {j} WHERE project_id = %s)"),
         (m.ImportJob, "project_id = %s"),

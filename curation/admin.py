@@ -335,10 +335,10 @@ class QualityFlagJobAdmin(JobAdmin, LargeTableAdmin):
 
 @admin.register(models.PendingFlag)
 class PendingFlagAdmin(ReadOnlyAdminMixin, BigTableAdmin):
-    """Prompts an import wrote whose follow-up job has not flagged them yet: for inspection only."""
+    """Batches of prompts an import wrote whose follow-up job has not flagged them yet: for inspection only."""
 
-    list_display = ["id", "import_job_id", "prompt_id"]
-    search_fields = ["=import_job__id", "=prompt__id"]
+    list_display = ["id", "import_job_id", "size"]
+    search_fields = ["=import_job__id"]
 
 
 class ServiceSavedAdmin(admin.ModelAdmin):

@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+from psycopg.types.json import Jsonb
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
@@ -48,14 +51,13 @@ def insert_rows(
         conflict=" ON CONFLICT DO NOTHING" if ignore_conflicts else "",
         returning=f" RETURNING {', '.join(quote(model._meta.get_field(n).column) for n in returning)}" if returning else "",
     )
-    full_rows = [row + constant_values for row in rows]
     with transaction.atomic(using=connection.alias), connection.cursor() as wrapper, connection.wrap_database_errors:
         # The driver's cursor, not Django's: with DEBUG on, Django keeps the text of the last 9,000 queries,
         # and these statements carry megabytes of values each.
         cursor = wrapper.cursor
         if connection.vendor == "postgresql":
-            return _copy(cursor, statement, full_rows, model._meta.db_table, quote)
-        return _values(cursor, statement, full_rows, _max_params(connection))
+            return _copy(cursor, statement, _CopyData(rows, constant_values), model._meta.db_table, quote)
+        return _values(cursor, statement, [row + constant_values for row in rows], _max_params(connection))
 
 
 class _Statement(NamedTuple):
@@ -73,14 +75,12 @@ def _copy(cursor, statement: _Statement, rows: list[tuple], table_name: str, quo
     """
     if not statement.conflict and not statement.returning:
         with cursor.copy(f"COPY {statement.table} ({statement.columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            rows.write_to(copy)
         return []
     stage = quote(f"stage_{table_name}")
     cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {statement.columns} FROM {statement.table} WITH NO DATA")
     with cursor.copy(f"COPY {stage} ({statement.columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+        rows.write_to(copy)
     cursor.execute(
         f"INSERT INTO {statement.table} ({statement.columns}) SELECT {statement.columns} FROM {stage}"  # noqa: S608
         f"{statement.conflict}{statement.returning}"
@@ -88,6 +88,67 @@ def _copy(cursor, statement: _Statement, rows: list[tuple], table_name: str, quo
     inserted = cursor.fetchall() if statement.returning else []
     cursor.execute(f"DROP TABLE {stage}")
     return inserted
+
+
+class _CopyData:
+    """Rows for COPY, written as COPY's text format by hand when every value is a plain one.
+
+    psycopg's ``write_row`` adapts value by value through its dumpers, ~12 µs a row here: a fifth of an
+    import's Python time. Plain values (text, numbers, booleans, NULL; the model defaults, rendered once) need
+    only COPY's four escapes, applied below; a row with anything else goes through ``write_row`` after all.
+    """
+
+    CHUNK = 1000  # rows per write
+
+    def __init__(self, rows: list[tuple], constants: tuple):
+        self.rows, self.constants = rows, constants
+
+    def write_to(self, copy) -> None:
+        try:
+            suffix = "".join("\t" + _copy_field(_plain(value)) for value in self.constants) + "\n"
+        except _NotPlain:
+            suffix = None
+        start = 0
+        if suffix is not None:
+            try:
+                for start in range(0, len(self.rows), self.CHUNK):
+                    copy.write("".join(["\t".join([_copy_field(v) for v in row]) + suffix
+                                        for row in self.rows[start:start + self.CHUNK]]))
+                return
+            except _NotPlain:
+                pass  # this chunk (not yet written) and the rest go through the driver
+        for row in self.rows[start:]:
+            copy.write_row(row + self.constants)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _copy_field(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        return value
+    if value is None:
+        return "\\N"
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "t" if value else "f"
+    raise _NotPlain
+
+
+def _plain(value: Any) -> Any:
+    """A model default as a plain value (text, number, boolean or None), or _NotPlain."""
+    if isinstance(value, Jsonb):
+        return to_json(value.obj)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return value
 
 
 def _values(cursor, statement: _Statement, rows: list[tuple], max_params: int) -> list[tuple]:
@@ -120,8 +181,16 @@ _encode = json.JSONEncoder().encode  # json.dumps' own defaults, without its per
 
 
 def to_json(value: Any) -> str:
-    """JSON text as Django's JSONField stores it (both backends accept text for a JSON column)."""
-    return _encode(value)
+    """JSON text as Django's JSONField stores it (both backends accept text for a JSON column).
+
+    orjson first (an import encodes five values per record; it is ~5x faster); what it refuses (integers beyond
+    64 bits, non-string keys) goes through the standard library, so any value the ORM could store still is. A
+    NaN or infinity (which the standard library's parser accepts) becomes null, as PostgreSQL has no JSON NaN.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _encode(value)
 
 
 def _default(field: models.Field, now) -> Any:

@@ -23,7 +23,8 @@ class BatchInput:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self._tmp = tempfile.TemporaryDirectory(prefix="batch-input-")
-        self._db = sqlite3.connect(Path(self._tmp.name) / "index.sqlite3")
+        # Built here, then read by the import's reading thread (``curation.importers.ahead``), one at a time.
+        self._db = sqlite3.connect(Path(self._tmp.name) / "index.sqlite3", check_same_thread=False)
         self._db.execute("CREATE TABLE request (custom_id TEXT PRIMARY KEY, offset INTEGER, line INTEGER)")
         try:
             self._handle: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()

@@ -25,6 +25,7 @@ class Candidate:
     finish_reason: str = "unknown"
     params: dict = field(default_factory=dict)
     logprobs: Any = None
+    text_hash: str = ""  # filled by the import's reading thread (``curation.hashing.text_hash``)
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class Record:
     candidates: list[Candidate]
     external_id: str = ""
     metadata: dict = field(default_factory=dict)
+    content_hash: str = ""  # filled by the import's reading thread (``curation.hashing.messages_hash``)
+    size: int = 0  # bytes of text it holds, ditto: what a batch's memory bound counts
 
 
 @dataclass(slots=True)

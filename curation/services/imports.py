@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from django.utils import timezone
 from curation.bulk import insert_rows, to_json
 from curation.hashing import messages_hash, text_hash
 from curation.importers import FileError, Invalid, Record, read_records
+from curation.importers.ahead import ReadAhead
 from curation.importers.lines import MAX_LINE_BYTES
 from curation.jobs import services as jobs
 from curation.models import Completion, ImportJob, JobStatus, PendingFlag, Project, Prompt
@@ -88,7 +90,7 @@ def import_file(
     try:
         with jobs.job_heartbeat(ImportJob, job.pk), read_records(
             path, format, batch_input=batch_input, max_line_bytes=max_line_bytes
-        ) as (detected, records):
+        ) as (detected, items), ReadAhead(_prepared(items)) as records:
             job.detected_format = detected
             importer = _Importer(project, job, flag_quality)
             if skip_invalid:
@@ -124,7 +126,6 @@ class _Importer:
         with transaction.atomic():
             for item in records:
                 self.counts.read += 1
-                item = _checked(item)
                 if isinstance(item, Invalid):
                     _note_invalid(self.job, self.counts, item)
                     batch.clear()  # nothing more is written: the transaction will be rolled back
@@ -144,7 +145,6 @@ class _Importer:
                              invalid=job.invalid_count)
         batch = _Batch()
         for index, item in enumerate(records, start=1):
-            item = _checked(item)
             if index <= skip:  # committed by an earlier attempt; its rejects are written again, not counted
                 if isinstance(item, Invalid):
                     rejects.write(item)
@@ -190,7 +190,7 @@ class _Importer:
         touched = _write_batch(self.project, batch, self.counts)
         if self.flag_quality and touched:
             # Marked in the batch's transaction (a rolled-back batch leaves no mark); flagged after the import.
-            insert_rows(PendingFlag, ("import_job", "prompt"), [(self.job.pk, pk) for pk in touched])
+            PendingFlag.objects.create(import_job=self.job, prompt_ids=sorted(touched), size=len(touched))
 
 
 def prompts_add(*, project: Project, records: list[Record]) -> tuple[Counts, set[int]]:
@@ -204,6 +204,19 @@ def prompts_add(*, project: Project, records: list[Record]) -> tuple[Counts, set
     return counts, touched
 
 
+def _prepared(items: Iterator[Record | Invalid]) -> Iterator[Record | Invalid]:
+    """Checked, hashed and sized records: the work of an import that needs no database, done in the reading
+    thread (``ReadAhead``) while the database writes the previous batch."""
+    for item in items:
+        item = _checked(item)
+        if isinstance(item, Record):
+            item.content_hash = messages_hash(item.messages)
+            for candidate in item.candidates:
+                candidate.text_hash = text_hash(candidate.text)
+            item.size = _record_bytes(item)
+        yield item
+
+
 class _Batch:
     """Records waiting to be written, bounded by count and by the bytes of text they hold: 5,000 short records
     or a few hundred 50 KB ones make batches of similar memory, so peak RSS stays flat whatever the line size."""
@@ -211,12 +224,13 @@ class _Batch:
     def __init__(self) -> None:
         self.records: list[Record] = []
         self.size = 0
+        self.max_records, self.max_bytes = settings.IMPORT_BATCH_RECORDS, settings.IMPORT_BATCH_BYTES
 
     def add(self, record: Record) -> bool:
         """Add; True when the batch is full and must be written now."""
         self.records.append(record)
-        self.size += _record_bytes(record)
-        return len(self.records) >= settings.IMPORT_BATCH_RECORDS or self.size >= settings.IMPORT_BATCH_BYTES
+        self.size += record.size or _record_bytes(record)
+        return len(self.records) >= self.max_records or self.size >= self.max_bytes
 
     def clear(self) -> None:
         self.records.clear()
@@ -257,12 +271,12 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[i
     by_hash: dict[str, Record] = {}
     hashes = []
     for record in batch:
-        digest = messages_hash(record.messages)
+        digest = record.content_hash or messages_hash(record.messages)
         hashes.append(digest)
         by_hash.setdefault(digest, record)
     ids = _prompt_ids(project, list(by_hash))
     fresh = [digest for digest in by_hash if digest not in ids]
-    rows = [_prompt_row(project, digest, by_hash[digest]) for digest in fresh]
+    rows = [_prompt_row(project.pk, digest, by_hash[digest]) for digest in fresh]
     created = dict(insert_rows(Prompt, PROMPT_FIELDS, rows, returning=("content_hash", "id")))
     ids.update(created)
     if len(ids) < len(by_hash):  # inserted meanwhile by another import: look the rest up
@@ -271,7 +285,8 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[i
     # Completions of prompts created just now cannot exist yet: they go in without a conflict check.
     fresh_completions, other_completions, keys = {}, {}, []
     for record, digest in zip(batch, hashes, strict=True):
-        record_keys = [(ids[digest], text_hash(candidate.text)) for candidate in record.candidates]
+        prompt_id = ids[digest]
+        record_keys = [(prompt_id, candidate.text_hash or text_hash(candidate.text)) for candidate in record.candidates]
         target = fresh_completions if digest in created else other_completions
         for key, candidate in zip(record_keys, record.candidates, strict=True):
             target.setdefault(key, _completion_row(key[0], key[1], candidate))
@@ -297,11 +312,13 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[i
 def _prompt_ids(project: Project, hashes: list[str]) -> dict[str, int]:
     """{content hash: id} of the project's prompts among ``hashes``."""
     if connection.vendor == "postgresql":
-        # One array parameter: an IN list of 5,000 placeholders costs more to build in the driver than to run.
+        # One array parameter, written as PostgreSQL's array text (hex digests need no quoting): an IN list of
+        # 5,000 placeholders, or the driver's adaptation of a 5,000-item list, costs more than the query.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT content_hash, id FROM {Prompt._meta.db_table} WHERE project_id = %s AND content_hash = ANY(%s)",  # noqa: S608
-                [project.pk, hashes],
+                f"SELECT content_hash, id FROM {Prompt._meta.db_table} "  # noqa: S608
+                "WHERE project_id = %s AND content_hash = ANY(%s::varchar[])",
+                [project.pk, "{" + ",".join(hashes) + "}"],
             )
             return dict(cursor.fetchall())
     return dict(Prompt.objects.filter(project=project, content_hash__in=hashes).values_list("content_hash", "id"))
@@ -311,10 +328,10 @@ PROMPT_FIELDS = ("project", "messages", "text", "content_hash", "external_id", "
 COMPLETION_FIELDS = ("prompt", "text", "text_hash", "source", "params", "finish_reason", "logprobs", "length")
 
 
-def _prompt_row(project: Project, digest: str, record: Record) -> tuple:
+def _prompt_row(project_id: int, digest: str, record: Record) -> tuple:
     # The messages are kept as given: a project's system prompt applies at export only where a prompt has none.
     messages = record.messages
-    return (project.pk, to_json(messages), messages[-1]["content"], digest, record.external_id, to_json(record.metadata))
+    return (project_id, to_json(messages), messages[-1]["content"], digest, record.external_id, to_json(record.metadata))
 
 
 def _completion_row(prompt_id: int, digest: str, candidate) -> tuple:

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 
 from curation.bulk import insert_rows
 from curation.jobs import services as jobs
@@ -232,7 +232,7 @@ def quality_flags_follow_up(*, import_job: ImportJob, inline: bool) -> QualityFl
     """Flag the prompts ``import_job`` marked, after its commits: in this process now (``inline``: the command,
     which holds its own job) or on a worker. None when nothing is left to flag; an active follow-up job of the
     same import picks up new marks by itself."""
-    pending = PendingFlag.objects.filter(import_job=import_job).count()
+    pending = PendingFlag.objects.filter(import_job=import_job).aggregate(n=Sum("size"))["n"] or 0
     if not pending:
         return None
     active = import_job.flag_jobs.filter(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).first()
@@ -255,11 +255,16 @@ def quality_flag_job_run(*, job_id: int) -> str | None:
 
 def _flag_pending(job: QualityFlagJob) -> str:
     marks = PendingFlag.objects.filter(import_job_id=job.import_job_id)
-    while ids := list(marks.order_by("prompt_id").values_list("prompt_id", flat=True)[:FOLLOW_UP_CHUNK]):
+    while (mark := marks.order_by("pk").first()) is not None:
+        ids, rest = mark.prompt_ids[:FOLLOW_UP_CHUNK], mark.prompt_ids[FOLLOW_UP_CHUNK:]
         with transaction.atomic():  # the work and the removal of its marks: a resumed attempt redoes none
-            search_documents_build(ids)
-            quality_flag_prompts(ids)
-            marks.filter(prompt_id__in=ids).delete()
+            live = list(Prompt.objects.filter(pk__in=ids).values_list("pk", flat=True))  # deleted since: skipped
+            search_documents_build(live)
+            quality_flag_prompts(live)
+            if rest:
+                marks.filter(pk=mark.pk).update(prompt_ids=rest, size=len(rest))
+            else:
+                marks.filter(pk=mark.pk).delete()
             if not jobs.job_beat(QualityFlagJob, job.pk, done=F("done") + len(ids)):
                 return JobStatus.CANCELLED
     return JobStatus.SUCCEEDED

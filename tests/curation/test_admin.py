@@ -29,7 +29,7 @@ def populated(project, annotator):
     import_job = models.ImportJob.objects.create(project=project, original_name="x.jsonl",
                                                  errors=[{"line": 2, "reason": "<i>bad</i>"}])
     models.QualityFlagJob.objects.create(import_job=import_job, total=1)
-    models.PendingFlag.objects.create(import_job=import_job, prompt=prompt)
+    models.PendingFlag.objects.create(import_job=import_job, prompt_ids=[prompt.pk], size=1)
     teacher = Teacher.objects.create(name="smol", kind="local", model_path="/models/smol")
     models.GenerationJob.objects.create(project=project, teacher=teacher)
     models.BulkActionJob.objects.create(project=project, action="tag", tag_name="<b>t</b>", filters={"q": "x"}, total=3)

@@ -501,12 +501,26 @@ def test_a_resumed_follow_up_job_flags_only_what_is_left(project, tmp_path, monk
     records = [{"prompt": f"Prompt {i}", "completions": [{"text": "cut", "finish_reason": "length"}]} for i in range(5)]
     job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flags_inline=False)
     flag_job = QualityFlagJob.objects.get(import_job=job)
-    first = sorted(PendingFlag.objects.values_list("prompt_id", flat=True))[:2]
+    mark = PendingFlag.objects.get(import_job=job)  # the import's one batch
+    assert mark.size == 5 and mark.prompt_ids == sorted(Prompt.objects.values_list("pk", flat=True))
+    first, rest = mark.prompt_ids[:2], mark.prompt_ids[2:]
     quality.quality_flag_prompts(first)  # what the dead attempt committed: flags with their marks removed
-    PendingFlag.objects.filter(prompt_id__in=first).delete()
+    PendingFlag.objects.filter(pk=mark.pk).update(prompt_ids=rest, size=len(rest))
     QualityFlagJob.objects.filter(pk=flag_job.pk).update(status=JobStatus.FAILED, done=2)
     jobs.job_resume(job=flag_job, enqueue=False)
     assert quality.quality_flag_job_run(job_id=flag_job.pk) == JobStatus.SUCCEEDED
     flag_job.refresh_from_db()
     assert flag_job.done == 5 and not PendingFlag.objects.exists()
     assert Flag.objects.filter(kind="truncated").count() == 5  # each once: replaced, never doubled
+
+
+def test_a_prompt_deleted_before_its_flags_is_skipped(project, tmp_path):
+    from curation.models import Flag, PendingFlag, QualityFlagJob
+    from curation.services.quality import quality_flag_job_run
+
+    records = [{"prompt": f"Prompt {i}", "completions": [{"text": "cut", "finish_reason": "length"}]} for i in range(3)]
+    job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flags_inline=False)
+    flag_job = QualityFlagJob.objects.get(import_job=job)
+    Prompt.objects.filter(pk=min(PendingFlag.objects.get().prompt_ids)).delete()
+    assert quality_flag_job_run(job_id=flag_job.pk) == JobStatus.SUCCEEDED
+    assert Flag.objects.filter(kind="truncated").count() == 2 and not PendingFlag.objects.exists()
