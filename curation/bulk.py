@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from psycopg.types.json import Jsonb
 from django.db import connections, models, router, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 SQLITE_DEFAULT_MAX_PARAMS = 999
 
@@ -67,7 +67,7 @@ class _Statement(NamedTuple):
     returning: str
 
 
-def _copy(cursor, statement: _Statement, rows: list[tuple], table_name: str, quote) -> list[tuple]:
+def _copy(cursor, statement: _Statement, rows: _CopyData, table_name: str, quote) -> list[tuple]:
     """PostgreSQL: COPY, the fastest way in.
 
     COPY cannot skip unique conflicts nor return anything, so when either is asked for the rows go into a
@@ -141,7 +141,7 @@ def _copy_field(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A model default as a plain value (text, number, boolean or None), or _NotPlain."""
+    """A model default (a JSON wrapper, a time, a float) as text; other values as they are, for ``_copy_field``."""
     if isinstance(value, Jsonb):
         return to_json(value.obj)
     if isinstance(value, datetime):
