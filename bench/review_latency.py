@@ -11,7 +11,10 @@ list (pending items with a truncated candidate). Annotators look at each item fo
 average (0 saturates the server and measures its throughput instead of an annotator's wait). Prints requests/s, p50/p95/p99 and errors per kind, checks
 that no item was handed out beyond its overlap, and writes bench/results/review_latency.json.
 
-After the load, one client times the browse full-text search alone (``--search-requests`` each) for a rare
+After the load, one annotator saves back to back with no think time (submit_back_to_back: the server's own
+cost of a save), and a probe times PostgreSQL's ``SELECT 1`` right after a pause as long as the think time:
+on the microVMs we measure on, every round trip after a pause is slower (by more the longer the pause), so
+the load phase's figures include that machine effect. One client also times the browse full-text search alone (``--search-requests`` each) for a rare
 word (in about one completion in 100,000) and a common one (in about 9 of 10 completions), first and second
 page; then the database queries of one request of each kind are counted in process (Django's query capture
 on the same database and settings): the save round trip, the next item, a filtered browse page, a search.
@@ -56,6 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds this N")
     parser.add_argument("--search-requests", type=int, default=40, help="timed searches per term and page")
+    parser.add_argument("--back-to-back", type=int, default=200, help="saves timed alone with no think time")
     parser.add_argument("--out", default=str(ROOT / "bench/results/review_latency.json"))
     return parser.parse_args()
 
@@ -200,12 +204,21 @@ def start_server(args: argparse.Namespace) -> subprocess.Popen:
 # --- the clients ------------------------------------------------------------------------------------------
 
 
+class BrowserConnection(http.client.HTTPConnection):
+    """TCP_NODELAY, as browsers set it: http.client writes a POST's headers and body in two sends, which
+    Nagle's algorithm may otherwise hold apart until the server's delayed ACK."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Session:
     """One browser's worth of HTTP: a keep-alive connection, its cookies, the CSRF header htmx would send."""
 
     def __init__(self, port: int):
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn = BrowserConnection("127.0.0.1", port, timeout=30)
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: dict | None = None, htmx: bool = True) -> tuple[int, str]:
@@ -223,7 +236,7 @@ class Session:
             response = self.conn.getresponse()
         except (http.client.HTTPException, OSError):
             self.conn.close()  # a dropped keep-alive connection: reconnect once
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn = BrowserConnection("127.0.0.1", self.port, timeout=30)
             self.conn.request(method, path, body=data, headers=headers)
             response = self.conn.getresponse()
         for header, value in response.getheaders():
@@ -336,6 +349,44 @@ def browse(port: int, run: Run, recorder: Recorder, think: float) -> None:
         cursor = found.group(1) if found and cursor is None else None  # first page, then the second, again
 
 
+def time_back_to_back(port: int, recorder: Recorder, requests: int) -> None:
+    """One annotator saving with no think time at all, alone on the server: what a save costs the server and
+    the database when nothing waits (the load phase above adds the machine's wake-up after each pause)."""
+    session = Session(port)
+    session.login("annotator0")
+    status, page = session.request("GET", "/p/bench/queue/")
+    for _ in range(requests):
+        item, version = ITEM.search(page), VERSION.search(page)
+        if item is None or version is None:
+            return
+        candidates = CANDIDATE.findall(page)
+        body = {"decision": "approve", "version": version.group(1), "ranking": ",".join(candidates),
+                "chosen": candidates[0], "edited_text": "", "comment": "", "seconds_spent": "3.0"}
+        started = time.perf_counter()
+        status, page = session.request("POST", f"/p/bench/items/{item.group(1)}/review/", body)
+        recorder.add("submit_back_to_back", time.perf_counter() - started, status == 200)
+
+
+def idle_wake_probe(pause: float, rounds: int = 15) -> dict[str, float]:
+    """This machine's cost of a pause: the median round trip of ``SELECT 1`` to PostgreSQL right after sleeping
+    ``pause`` seconds, against back to back. On the microVMs we measure on, the first round trips after a pause
+    are much slower than hot ones (they grow with the pause), whatever the app does; an annotator's think
+    time is such a pause, so this is printed beside the latencies it inflates."""
+    import psycopg
+
+    def median_round_trip(sleep: float) -> float:
+        samples = []
+        with psycopg.connect(DB_URL, autocommit=True) as conn:
+            for _ in range(rounds):
+                time.sleep(sleep)
+                started = time.perf_counter()
+                conn.execute("SELECT 1")
+                samples.append(time.perf_counter() - started)
+        return statistics.median(samples) * 1000
+
+    return {"hot_ms": median_round_trip(0.0), "after_pause_ms": median_round_trip(pause), "pause_s": pause}
+
+
 def time_searches(port: int, recorder: Recorder, requests: int) -> None:
     """Full-text search alone: a rare and a common word, first page and the next one."""
     session = Session(port)
@@ -425,10 +476,13 @@ def main() -> None:
         elapsed = time.perf_counter() - run.started if run.started else 0.0
         load_after_run = os.getloadavg()
         time_searches(args.port, recorder, args.search_requests)
+        time_back_to_back(args.port, recorder, args.back_to_back)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
     queries = count_queries(args)
+    queries["submit_back_to_back"] = queries.get("submit_and_next")
+    wake = idle_wake_probe(max(args.think, 0.5))
     result = {
         "queries_per_request": queries, "load_average_after_load_phase": load_after_run,
         "completions": args.completions, "prompts": args.completions // args.prompts_per, "annotators": args.annotators,
@@ -437,7 +491,7 @@ def main() -> None:
         "server": f"gunicorn gthread {args.workers}x{args.threads}", "fill_seconds": round(fill_seconds, 1),
         "cpu_count": os.cpu_count(), "results": summarize(recorder, elapsed),
         "items_reviewed": len(reviewed), "overlap_violations": overlap_violations(args.overlap),
-        "client_failures": run.failures,
+        "client_failures": run.failures, "idle_wake_probe": wake,
     }
     print(f"\n{result['completions']:,} completions over {result['prompts']:,} prompts; {args.annotators} annotators, "
           f"{args.browse_clients} browse clients, think {args.think} s, {elapsed:.0f} s, {result['server']}, "
@@ -448,6 +502,9 @@ def main() -> None:
         print(f"{kind:<20}{row['requests']:>8}{rate}{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}"
               f"{row['p99_ms']:>9.1f}{row['errors']:>8}{queries.get(kind, ''):>9}")
     print(f"items reviewed: {len(reviewed):,}; items reviewed beyond their overlap: {result['overlap_violations']}")
+    print(f"this machine after a pause: SELECT 1 takes {wake['after_pause_ms']:.1f} ms after {wake['pause_s']:.1f} s idle,"
+          f" {wake['hot_ms']:.2f} ms back to back (an annotator's think time is such a pause; submit_back_to_back"
+          f" is a save with none)")
     for failure in run.failures:
         print(f"client failure: {failure}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,10 @@ admins (staff) may do everything everywhere. Non-members get 404, so project nam
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.http import Http404
 
+from curation import rows
 from curation.models import Membership, Project
 
 ROLE_RANK = {Membership.Role.ANNOTATOR: 1, Membership.Role.CURATOR: 2}
@@ -57,11 +58,9 @@ def user_role(user, project: Project) -> str | None:
 
 def _project_for(user, **lookup) -> Project | None:
     """The project with the user's membership role read in the same query (one query per request less)."""
-    projects = Project.objects.filter(**lookup)
     if not user.is_authenticated or is_admin(user):
-        return projects.first()
-    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
-    project = projects.annotate(member_role=Subquery(role)).first()
+        return Project.objects.filter(**lookup).first()
+    project = rows.project_with_role(user_id=user.pk, **lookup)  # SQL written once: every project page asks
     if project is not None:
         project._role_of = (user.pk, project.member_role)
     return project

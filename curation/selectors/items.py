@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db.models import Max, Prefetch, prefetch_related_objects
 from django.http import Http404
 
+from curation import rows
 from curation.models import Assignment, Completion, CompletionRevision, Flag, Project, Prompt, Review
 
 EVAL_REGRESSION = "eval-regression"
@@ -103,10 +104,13 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
         known = getattr(prompt, "_known_for", None)
         if known is not None and known[0] == user.pk:
             _, assignment, review_id, flagged, tagged = known
-        related = [_COMPLETIONS, *([_FLAGS] if flagged else []), *(["tags"] if tagged else [])]
-        prefetch_related_objects([prompt], *related)
+        completions = rows.completions_of(prompt.pk)  # hand-written: the next item of every save reads them
+        related = [*([_FLAGS] if flagged else []), *(["tags"] if tagged else [])]
+        if related:
+            prefetch_related_objects([prompt], *related)
     else:
         prompt = Prompt.objects.filter(project=project, pk=prompt_id).prefetch_related(_COMPLETIONS, _FLAGS, "tags").first()
+        completions = list(prompt.completions.all()) if prompt is not None else []
     if prompt is None:
         raise Http404("No such item in this project.")
     prompt.project = project  # already loaded: the page reads its system prompt and guidelines without a query
@@ -117,7 +121,7 @@ def item_get(*, project: Project, prompt_id: int, user, prompt: Prompt | None = 
             completion_flags.setdefault(flag.completion_id, []).append(flag)
     return Item(
         prompt=prompt,
-        completions=list(prompt.completions.all()),
+        completions=completions,
         flags=[f for f in flags if not f.completion_id],
         tags=sorted(t.name for t in prompt.tags.all()) if tagged else [],
         review=None if review_id is None else Review.objects.filter(prompt=prompt, annotator=user).first(),

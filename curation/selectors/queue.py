@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
+from curation import rows
 from curation.models import Assignment, Completion, Flag, Project, Prompt, Review, Tag
 
 
@@ -76,16 +77,9 @@ def queue_candidate(*, project: Project, annotator) -> Prompt | None:
     if project.reviews_required > 1:
         statuses.insert(0, Prompt.Status.IN_REVIEW)
     for status in statuses:
-        prompt = (
-            _open_prompts(project, annotator)
-            .filter(status=status)
-            .annotate(**page_facts(annotator, "pk"))
-            .select_for_update(skip_locked=True)
-            # The same order as by id (project and status are fixed by the filter), spelled out so that the
-            # planner walks prompt_queue_idx instead of the primary key past every item already reviewed.
-            .order_by("project_id", "status", "id")
-            .first()
-        )
+        # ``_open_prompts`` in hand-written SQL (curation.rows): this is on every save's critical path.
+        prompt = rows.queue_candidate(project_id=project.pk, annotator_id=annotator.pk, status=status,
+                                      reviews_required=project.reviews_required)
         if prompt is not None:
             return prompt
     return None

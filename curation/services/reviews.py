@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from curation import rows
 from curation.models import Assignment, Completion, CompletionRevision, Project, Prompt, Review
 from curation.selectors.items import UNKNOWN, item_hint
 from curation.selectors.queue import assignment_ttl, open_assignment, queue_candidate
@@ -91,10 +91,10 @@ def _take(project: Project, annotator, held) -> Prompt | None:
         prompt = queue_candidate(project=project, annotator=annotator)
         if prompt is None:
             return None
-        assignment = Assignment.objects.create(prompt=prompt, annotator=annotator)
+        assignment = rows.insert(Assignment(prompt=prompt, annotator=annotator))
         prompt.claimed += 1
         prompt.status = Prompt.Status.IN_REVIEW
-        prompt.save(update_fields=["claimed", "status", "updated_at"])
+        rows.update(prompt, ["claimed", "status", "updated_at"])
         return item_hint(prompt, user=annotator, assignment=assignment, review_id=prompt.my_review_id,
                          flagged=prompt.a_flag_id is not None, tagged=prompt.a_tag_id is not None)
 
@@ -198,22 +198,25 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     Returns the review and the item the annotator still holds elsewhere in the project (None for none), so
     the next hand-out needs no second look. Seven queries for a held item: the prompt's lock, its reviews,
     the assignments (the item's and the annotator's, one query), its candidates, the review's write, the
-    assignment's release and the prompt's counts; everything else is worked out from those rows.
+    assignment's release and the prompt's counts; everything else is worked out from those rows. They are
+    the hand-written ones of ``curation.rows``: this is the request annotators wait for.
     """
-    prompt = Prompt.objects.select_for_update(of=("self",)).select_related("project").get(pk=prompt_id, project=project)
+    prompt = rows.prompt_locked(prompt_id=prompt_id, project_id=project.pk)
+    if prompt is None:
+        raise Prompt.DoesNotExist("No such item in this project.")
+    prompt.project = project
     # Under the prompt's lock every review and assignment of the item is stable (each write takes that lock
     # first), so these rows are exact for the slot check and the recount below.
-    reviews = list(prompt.reviews.filter(Q(superseded=False) | Q(annotator=annotator)).order_by("updated_at", "id"))
+    reviews = rows.reviews_for_save(prompt_id=prompt.pk, annotator_id=annotator.pk)
     review = next((r for r in reviews if r.annotator_id == annotator.pk), None)
     if (review.version if review else 0) != data.version:
         raise StaleReview(review)
-    assignments = list(Assignment.objects.filter(Q(prompt=prompt) | Q(annotator=annotator))
-                       .select_related("prompt").order_by("id"))
-    on_item = [a for a in assignments if a.prompt_id == prompt.pk]
+    assignments = rows.assignments_for_save(prompt_id=prompt.pk, annotator_id=annotator.pk)
+    on_item = [a for a, _ in assignments if a.prompt_id == prompt.pk]
     holds_it = any(a.annotator_id == annotator.pk for a in on_item)
     if review is None and not adjudicate and data.decision != Decision.SKIP:
         _check_slot(prompt, reviews, on_item, holds_it=holds_it)
-    completions = {c.id: c for c in prompt.completions.defer("logprobs")}
+    completions = {c.id: c for c in rows.completions_of(prompt.pk)}
     ranking, chosen = _validate(prompt, data, completions)
     before = _effective_text(review, chosen)
     edited = data.edited_text if chosen is not None and data.edited_text != chosen.text else ""
@@ -226,20 +229,27 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     review.is_adjudication = adjudicate or review.is_adjudication
     review.superseded = False
     review.version += 1
-    review.save()
+    if review._state.adding:
+        rows.insert(review)
+    else:
+        rows.update(review, _REVIEW_SAVED)
     after = edited or (chosen.text if chosen else "")
     if chosen is not None and before is not None and before != after:
-        CompletionRevision.objects.create(
+        rows.insert(CompletionRevision(
             completion=chosen, review=review, author=author or annotator, text_before=before, text_after=after
-        )
+        ))
     if holds_it:
-        Assignment.objects.filter(prompt=prompt, annotator=annotator).delete()
+        rows.assignment_release(prompt_id=prompt.pk, annotator_id=annotator.pk)
     # The saved review was written last, so it closes the list in updated_at order as a re-read would have it.
     current = [r for r in reviews if r.annotator_id != annotator.pk and not r.superseded] + [review]
     prompt_refresh(prompt, claimed=len(on_item) - holds_it, reviews=current)
-    held_elsewhere = next((a for a in assignments if a.annotator_id == annotator.pk and a.prompt_id != prompt.pk
-                           and a.prompt.project_id == project.pk), None)
+    held_elsewhere = next((a for a, project_id in assignments if a.annotator_id == annotator.pk
+                           and a.prompt_id != prompt.pk and project_id == project.pk), None)
     return review, held_elsewhere
+
+
+_REVIEW_SAVED = ["decision", "ranking", "chosen", "edited_text", "comment", "seconds_spent", "is_adjudication",
+                 "superseded", "version", "updated_at"]
 
 
 def _check_slot(prompt: Prompt, reviews: list[Review], on_item: list[Assignment], *, holds_it: bool) -> None:
@@ -300,30 +310,30 @@ def prompt_refresh(prompt: Prompt, *, claimed: int | None = None, reviews: list[
     two different edits of one answer are a disagreement, never one silently kept over the other.
     """
     if reviews is None:
-        rows = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
-                    .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication", "edited_text"))
+        decisive = list(prompt.reviews.filter(superseded=False).exclude(decision=Decision.SKIP)
+                        .order_by("updated_at").values_list("decision", "chosen_id", "is_adjudication", "edited_text"))
     else:
-        rows = [(r.decision, r.chosen_id, r.is_adjudication, r.edited_text) for r in reviews
-                if not r.superseded and r.decision != Decision.SKIP]
-    prompt.review_count = len(rows)
+        decisive = [(r.decision, r.chosen_id, r.is_adjudication, r.edited_text) for r in reviews
+                    if not r.superseded and r.decision != Decision.SKIP]
+    prompt.review_count = len(decisive)
     prompt.claimed = Assignment.objects.filter(prompt=prompt).count() if claimed is None else claimed
     prompt.needs_adjudication = False
     required = prompt.project.reviews_required
-    adjudications = [decision for decision, _, is_adj, _ in rows if is_adj]
+    adjudications = [decision for decision, _, is_adj, _ in decisive if is_adj]
     if adjudications:
         prompt.status = _status_of(adjudications[-1])
-    elif rows and len(rows) >= required:
-        decisions = {decision for decision, _, _, _ in rows}
-        answers = {(cid, edit) for decision, cid, _, edit in rows if decision == Decision.APPROVE}
+    elif decisive and len(decisive) >= required:
+        decisions = {decision for decision, _, _, _ in decisive}
+        answers = {(cid, edit) for decision, cid, _, edit in decisive if decision == Decision.APPROVE}
         if len(decisions) == 1 and len(answers) <= 1:
             prompt.status = _status_of(decisions.pop())
         else:
             prompt.status, prompt.needs_adjudication = Prompt.Status.IN_REVIEW, True
-    elif rows or prompt.claimed:
+    elif decisive or prompt.claimed:
         prompt.status = Prompt.Status.IN_REVIEW
     else:
         prompt.status = Prompt.Status.PENDING
-    prompt.save(update_fields=["review_count", "claimed", "needs_adjudication", "status", "updated_at"])
+    rows.update(prompt, ["review_count", "claimed", "needs_adjudication", "status", "updated_at"])
 
 
 def _status_of(decision: str) -> str:
