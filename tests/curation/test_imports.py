@@ -497,7 +497,7 @@ def test_a_resumed_follow_up_job_flags_only_what_is_left(project, tmp_path, monk
     from curation.models import Flag, PendingFlag, QualityFlagJob
     from curation.services import quality
 
-    monkeypatch.setattr(quality, "FOLLOW_UP_CHUNK", 2)
+    monkeypatch.setattr(quality, "CHUNK", 2)  # prompts per transaction
     records = [{"prompt": f"Prompt {i}", "completions": [{"text": "cut", "finish_reason": "length"}]} for i in range(5)]
     job = import_file(project=project, path=write_jsonl(tmp_path / "x.jsonl", records), flags_inline=False)
     flag_job = QualityFlagJob.objects.get(import_job=job)

@@ -44,3 +44,25 @@ def test_flags_and_near_duplicates_across_batches(project):
     assert Flag.objects.filter(kind="near-duplicate").count() == 2
     assert Flag.objects.filter(kind="eval-regression").count() == 1
     assert SimilarityKey.objects.filter(prompt=second).count() == 16  # 8 bands, prompt and completion
+
+
+@pytest.mark.django_db
+def test_chunks_prepared_ahead_match_in_order_and_a_prompt_deleted_meanwhile_is_skipped(project, monkeypatch):
+    """The next chunk's text work runs while this one is stored: within a call, a later chunk still finds the
+    near-duplicates of an earlier one, and a prompt deleted after it was read gets no flag and no key."""
+    from curation.services import quality
+
+    monkeypatch.setattr(quality, "CHUNK", 1)
+    prompts = [PromptFactory(project=project, text=f"{LONG} {tail}", messages=[{"role": "user", "content": f"{LONG} {tail}"}])
+               for tail in ("first", "second", "third")]
+    for prompt in prompts:
+        CompletionFactory(prompt=prompt, text="cut", finish_reason="length")
+    chunks = quality.prepared_ahead([[p.pk] for p in prompts])
+    first, second = next(chunks), next(chunks)  # the third chunk's rows are read by now, its text work under way
+    prompts[2].delete()
+    stored = [quality._store(first), quality._store(second)] + [quality._store(chunk) for chunk in chunks]
+    assert stored[2] == 0
+    assert not Flag.objects.filter(prompt_id=prompts[2].pk).exists()
+    assert not SimilarityKey.objects.filter(prompt_id=prompts[2].pk).exists()
+    near = Flag.objects.get(kind="near-duplicate")
+    assert near.prompt_id == prompts[1].pk and f"prompt #{prompts[0].pk}" in near.detail
