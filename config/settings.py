@@ -287,6 +287,9 @@ IMPORT_BATCH_RECORDS = int(os.environ.get("DISTILLERY_IMPORT_BATCH_RECORDS", "50
 IMPORT_BATCH_BYTES = int(os.environ.get("DISTILLERY_IMPORT_BATCH_BYTES", str(16 * 1024 * 1024)))
 # Per kind of job: {"training": {"max_attempts": 5, "stale_seconds": 45}}; stale_seconds is at most 60.
 JOB_POLICIES: dict = {}
+# A queued job whose task message was sent this long ago, on a queue where a worker listens and nothing runs,
+# lost its message (a broker restarted without persistence, a purge): the sweep sends it again.
+JOB_RESEND_SECONDS = float(os.environ.get("DISTILLERY_JOB_RESEND_SECONDS", "120"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Training: the accelerate config used to launch runs (empty: docs/accelerate/single.yaml, one process).

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Count
 
+from curation.jobs.selectors import listening_workers
 from curation.models import Completion, GenerationJob, ImportJob, JobStatus, PendingFlag, Prompt, Teacher
 from curation.selectors.access import SERVER_SHELL
 from curation.selectors.search import prompts_matching_text
@@ -220,3 +222,24 @@ def test_a_running_worker_says_which_queues_it_listens_on(worker, project):
     assert state.queue == "default" and len(state.workers) == 1
     worker.stop()  # a clean shutdown takes its row away at once
     assert not queue_state(job).listening
+
+
+def test_a_queued_job_whose_message_was_lost_runs_after_all(worker, project):
+    """The broker lost the message (Redis restarted without persistence): the sweep sends it again."""
+    from config.celery import app
+    from curation.jobs.services import jobs_sweep
+
+    worker.stop()
+    lines = b"".join(json.dumps({"prompt": f"Lost {i}", "completion": f"Found {i}"}).encode() + b"\n" for i in range(20))
+    job = import_job_create(project=project, uploaded_file=SimpleUploadedFile("lost.jsonl", lines))
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("default")  # the message is gone with the broker's memory
+    worker.start()  # its start-up sweep has run by now: the message is recent, so it was left to arrive
+    wait_for(lambda: listening_workers("default"), timeout=30, message="the worker's beat")
+    assert ImportJob.objects.get(pk=job.pk).status == JobStatus.QUEUED  # nothing came for it
+    ImportJob.objects.filter(pk=job.pk).update(sent_at=job.queued_at - timedelta(minutes=10))
+
+    assert jobs_sweep()["import"] == {"resent": [job.pk]}
+    row = wait_for(lambda: (r := ImportJob.objects.get(pk=job.pk)).status in JobStatus.finished() and r,
+                   timeout=DONE_WITHIN, message="the re-sent import to finish")
+    assert row.status == JobStatus.SUCCEEDED and row.imported_count == 20 and row.attempts == 1

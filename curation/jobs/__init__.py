@@ -4,13 +4,14 @@ A job is a row (a ``BackgroundJob``) and a Celery task that runs it from its id.
 is; the broker only says "go". Workers die (kill -9, out of memory, a machine gone), messages get lost or
 delivered twice: the row's status claim makes a second delivery a no-op, the heartbeat shows a dead worker,
 and the sweep (Celery beat every 30 s, and at every worker start) puts lost jobs back in the queue until their
-kind's attempts run out, then fails them with the reason. GET requests never write: only services and the
+kind's attempts run out, then fails them with the reason; it also sends again the message of a queued job that an
+idle queue never took (``sent_at``: the broker lost it). GET requests never write: only services and the
 sweep change a job.
 
 How to add a kind of job (the logit cache, synthesis, bulk actions...):
 
 1. Model: subclass ``curation.jobs.models.BackgroundJob`` (status, attempts, worker, heartbeat_at,
-   cancel_requested, error, created_at, queued_at, started_at, finished_at come with it) and add only your
+   cancel_requested, error, created_at, queued_at, sent_at, started_at, finished_at come with it) and add only your
    own fields (inputs, progress, results)::
 
        class LogitCacheJob(BackgroundJob):

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from curation.jobs import services as jobs
 
 JOB_READONLY = ["status", "attempts", "worker", "heartbeat_at", "cancel_requested", "error", "created_at",
-                "queued_at", "started_at", "finished_at"]
+                "queued_at", "sent_at", "started_at", "finished_at"]
 
 
 class JobAdmin(admin.ModelAdmin):

@@ -38,6 +38,9 @@ class BackgroundJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(default=timezone.now, help_text="When it last went into the queue.")
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its task message last went to the broker (the sweep sends a lost one again)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

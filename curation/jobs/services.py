@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -22,7 +24,7 @@ from django.utils.module_loading import import_string
 from curation.jobs.heartbeat import Heartbeat
 from curation.jobs.models import BackgroundJob, JobStatus
 from curation.jobs.registry import JobKind, kind_named, kind_of, kinds
-from curation.jobs.selectors import job_is_stale, this_worker, worker_is_dead
+from curation.jobs.selectors import job_is_stale, listening_workers, this_worker, worker_is_dead
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +73,14 @@ def _held(model: type[BackgroundJob], pk: int):
 
 
 def job_enqueue(job: BackgroundJob) -> None:
-    """Send the kind's task once the current transaction commits (the worker must see the row)."""
-    task, pk = import_string(kind_of(job).task), job.pk
-    transaction.on_commit(lambda: task.delay(pk))
+    """Send the kind's task once the current transaction commits (the worker must see the row), noting when."""
+    model, pk = type(job), job.pk
+    transaction.on_commit(lambda: _send(model, pk))
+
+
+def _send(model: type[BackgroundJob], pk: int) -> None:
+    model.objects.filter(pk=pk).update(sent_at=timezone.now())
+    import_string(kind_named(model.job_kind).task).delay(pk)
 
 
 def job_claim(model: type[BackgroundJob], pk: int) -> bool:
@@ -217,6 +224,9 @@ def jobs_sweep() -> dict[str, dict[str, list[int]]]:
 
 def _sweep_kind(kind: JobKind) -> dict[str, list[int]]:
     done: dict[str, list[int]] = {}
+    resent = _resend_lost_messages(kind)
+    if resent:
+        done["resent"] = resent
     for job in stale_jobs(kind):
         silent = timezone.now() - job.heartbeat_at if job.heartbeat_at else None
         reason = (f"its worker {job.worker} is gone" if job.worker and worker_is_dead(job.worker)
@@ -226,3 +236,27 @@ def _sweep_kind(kind: JobKind) -> dict[str, list[int]]:
         if status:
             done.setdefault(status, []).append(job.pk)
     return done
+
+
+def _resend_lost_messages(kind: JobKind) -> list[int]:
+    """Send again the task of each queued job whose message must have been lost: a broker restarted without
+    persistence (Redis with no AOF), a worker that died holding it unacknowledged (Redis redelivers only after
+    its visibility timeout, hours), a purge. Lost means: sent more than ``JOB_RESEND_SECONDS`` ago, while a
+    worker listens on its queue and nothing on that queue is running, so an idle worker would have taken it.
+    Each re-send is claimed by one conditional UPDATE of ``sent_at`` (two sweepers send once); should the first
+    message turn up after all, the claim makes the second delivery a no-op."""
+    cutoff = timezone.now() - timedelta(seconds=settings.JOB_RESEND_SECONDS)
+    waiting = list(kind.model.objects.filter(status=JobStatus.QUEUED).filter(
+        Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, queued_at__lt=cutoff)).values_list("pk", "sent_at"))
+    if not waiting or not listening_workers(kind.queue):
+        return []
+    if any(other.model.objects.filter(status=JobStatus.RUNNING).exists() for other in kinds() if other.queue == kind.queue):
+        return []  # a worker is busy on this queue: the job may just be waiting its turn
+    resent = []
+    for pk, sent_at in waiting:
+        if kind.model.objects.filter(pk=pk, status=JobStatus.QUEUED, sent_at=sent_at).update(sent_at=timezone.now()):
+            logger.warning("%s job %s: queued and not taken for over %s s with the queue idle; sending it again",
+                           kind.name, pk, settings.JOB_RESEND_SECONDS)
+            import_string(kind.task).delay(pk)
+            resent.append(pk)
+    return resent

@@ -189,3 +189,37 @@ def test_a_killed_process_not_yet_reaped_counts_as_dead():
         child.kill()
         child.wait()
     assert worker_is_dead(name)
+
+
+def test_the_sweep_sends_again_a_queued_job_whose_message_was_lost(one_of_each, monkeypatch, settings):
+    from django.utils.module_loading import import_string
+
+    sent = []
+    monkeypatch.setattr(import_string(kind_named("import").task), "delay", sent.append)
+    settings.JOB_RESEND_SECONDS = 120
+    job = _set(one_of_each["import"], sent_at=timezone.now() - timedelta(minutes=5))
+    assert "resent" not in jobs.jobs_sweep()["import"]  # no worker listens on its queue: nothing would take it
+    WorkerBeat.objects.create(name="celery@a", queues=["default"])
+    busy = ImportJob.objects.create(project=job.project, file="y.jsonl", status=JobStatus.RUNNING, worker="elsewhere:1",
+                                    heartbeat_at=timezone.now())
+    assert "resent" not in jobs.jobs_sweep()["import"]  # the queue's worker is busy: the job may be waiting its turn
+    _set(busy, status=JobStatus.SUCCEEDED, worker="")
+
+    assert jobs.jobs_sweep()["import"] == {"resent": [job.pk]} and sent == [job.pk]
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.sent_at > timezone.now() - timedelta(seconds=5)
+    assert jobs.jobs_sweep()["import"] == {} and sent == [job.pk]  # sent just now: not again before the interval
+    # Other kinds, queued a moment ago, were left alone throughout.
+    assert all(jobs.jobs_sweep()[name] == {} for name in ("generation", "training", "evaluation"))
+
+
+def test_enqueue_notes_when_the_message_went(one_of_each, monkeypatch, django_capture_on_commit_callbacks):
+    from django.utils.module_loading import import_string
+
+    sent = []
+    monkeypatch.setattr(import_string(kind_named("training").task), "delay", sent.append)
+    run = one_of_each["training"]
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.job_enqueue(run)
+    run.refresh_from_db()
+    assert sent == [run.pk] and run.sent_at is not None
