@@ -94,7 +94,7 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         return runs
 
     def get_object(self) -> EvaluationRun:
-        role = CURATOR if self.action in ("cancel", "send_back") else Membership.Role.ANNOTATOR
+        role = CURATOR if self.action in ("cancel", "resume", "send_back") else Membership.Role.ANNOTATOR
         return selectors.access_run(self.request.user, pk=self.kwargs["pk"], role=role)
 
     @extend_schema(request=EvaluationRunCreateSerializer, responses={201: EvaluationRunSerializer})
@@ -157,6 +157,13 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = services.evaluation_run_cancel(run=self.get_object())
+        return Response(EvaluationRunSerializer(run).data)
+
+    @extend_schema(request=None, responses=EvaluationRunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled run again; the models already scored keep their results."""
+        run = services.evaluation_run_resume(run=self.get_object())
         return Response(EvaluationRunSerializer(run).data)
 
     @extend_schema(request=SendBackSerializer, responses=SENT_BACK)

@@ -78,6 +78,17 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("evaluation:run_detail", pk=run.pk)
 
 
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue a failed or cancelled run again: the models already scored keep their results."""
+    run = selectors.access_run(request.user, pk=pk, role=CURATOR)
+    try:
+        services.evaluation_run_resume(run=run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("evaluation:run_detail", pk=run.pk)
+
+
 def _examples_context(request: HttpRequest, pk: int, params) -> dict:
     run = selectors.access_run(request.user, pk=pk)
     students = run.student_labels

@@ -37,6 +37,7 @@ def test_api_permissions(client, run, annotator, outsider, model_dir):
     assert client.get(f"{api}{run.pk}/samples/").status_code == 200
     assert client.post(f"{api}{run.pk}/send-back/", {"doc_ids": [5]}, content_type="application/json").status_code == 403
     assert client.post(f"{api}{run.pk}/cancel/").status_code == 403
+    assert client.post(f"{api}{run.pk}/resume/").status_code == 403
     created = client.post(api, {"project": run.project.slug, "models": [{"kind": "hf", "path": str(model_dir)}],
                                 "tasks": ["heldout"], "dataset_version": 1}, content_type="application/json")
     assert created.status_code == 403
@@ -99,3 +100,34 @@ def test_command_queues_and_refuses_bad_models(project, model_dir):
                  "--tasks", "arc_easy", "--limit", "5")
     run = EvaluationRun.objects.get()
     assert run.tasks == ["arc_easy"] and run.options["limit"] == 5 and run.teacher_label == "teacher"
+
+
+def test_a_failed_run_is_resumed_from_its_page_and_the_api(client, run, curator, annotator, monkeypatch,
+                                                           django_capture_on_commit_callbacks):
+    """Every door resumes: the page's button and the API (the admin has its action); finished runs are refused."""
+    from django.utils.module_loading import import_string
+
+    from curation.jobs.registry import kind_named
+
+    sent = []
+    monkeypatch.setattr(import_string(kind_named("evaluation").task), "delay", sent.append)
+    page = reverse("evaluation:run_detail", args=[run.pk])
+    client.force_login(curator)
+    assert "Resume" not in client.get(page).content.decode()  # succeeded: nothing to resume
+    assert client.post(f"/api/v1/evaluation-runs/{run.pk}/resume/").status_code == 400
+
+    EvaluationRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, error="lm-eval exited with code 1")
+    assert "Resume (models already scored are kept)" in client.get(page).content.decode()
+    client.force_login(annotator)
+    assert client.post(reverse("evaluation:run_resume", args=[run.pk])).status_code == 403
+    client.force_login(curator)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("evaluation:run_resume", args=[run.pk])).status_code == 302
+    run.refresh_from_db()
+    assert run.status == JobStatus.QUEUED and run.error == "" and sent == [run.pk]
+    assert run.results and run.samples.exists()  # the models already scored keep their results
+
+    EvaluationRun.objects.filter(pk=run.pk).update(status=JobStatus.CANCELLED)
+    with django_capture_on_commit_callbacks(execute=True):
+        body = client.post(f"/api/v1/evaluation-runs/{run.pk}/resume/").json()
+    assert body["status"] == JobStatus.QUEUED and sent == [run.pk, run.pk]
