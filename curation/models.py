@@ -144,8 +144,8 @@ class SimilarityKey(models.Model):
         COMPLETION = "c", "Completion"
 
     # Eight rows per text, written by the follow-up job of every import: no foreign-key constraints (each row's
-    # three checks at commit were a quarter of that job's time) and two indexes fewer: the key index starts
-    # with the project, and a completion's keys carry its prompt, by which they are replaced and cascaded
+    # three checks at commit were a quarter of that job's time) and two indexes fewer: a project's keys go
+    # with it in one DELETE, and a completion's keys carry its prompt, by which they are replaced and cascaded
     # when prompts go. The rows are derived: a key whose completion was deleted alone only names a candidate
     # that is no longer found (``_confirmed`` skips it), never a flag, and is replaced with its prompt's.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
@@ -156,7 +156,10 @@ class SimilarityKey(models.Model):
                                    db_index=False, db_constraint=False)
 
     class Meta:
-        indexes = [models.Index(fields=["project", "kind", "key"], name="similarity_key_idx")]
+        # The key first: a lookup is ``key = ANY(thousands of keys)`` within one project and kind. Led by the
+        # project, the index let the planner read the project's whole range and filter by key whenever its
+        # statistics had not seen the project yet (every import into a new one): 0.5 s a lookup at 4M keys.
+        indexes = [models.Index(fields=["key", "project", "kind"], name="similarity_lookup_idx")]
 
 
 class Tag(models.Model):

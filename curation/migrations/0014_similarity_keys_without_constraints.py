@@ -1,6 +1,6 @@
 """Similarity keys without foreign-key constraints, and without the project and completion indexes: derived
 rows, eight per text, written by every import's follow-up job, whose commit spent most of its time checking
-them (see SimilarityKey)."""
+them; and their lookup index led by the key (see SimilarityKey)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -27,5 +27,13 @@ class Migration(migrations.Migration):
             model_name='similaritykey',
             name='prompt',
             field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='curation.prompt'),
+        ),
+        migrations.RemoveIndex(
+            model_name='similaritykey',
+            name='similarity_key_idx',
+        ),
+        migrations.AddIndex(
+            model_name='similaritykey',
+            index=models.Index(fields=['key', 'project', 'kind'], name='similarity_lookup_idx'),
         ),
     ]
