@@ -70,20 +70,19 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = selectors.access_run(request.user, pk=pk, role=CURATOR)
-    try:
-        services.evaluation_run_cancel(run=run)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("evaluation:run_detail", pk=run.pk)
+    return _act(request, pk, services.evaluation_run_cancel)
 
 
 @require_POST
 def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     """Queue a failed or cancelled run again: the models already scored keep their results."""
+    return _act(request, pk, services.evaluation_run_resume)
+
+
+def _act(request: HttpRequest, pk: int, service) -> HttpResponse:
     run = selectors.access_run(request.user, pk=pk, role=CURATOR)
     try:
-        services.evaluation_run_resume(run=run)
+        service(run=run)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("evaluation:run_detail", pk=run.pk)
