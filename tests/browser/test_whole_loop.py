@@ -110,6 +110,7 @@ def test_the_whole_loop(chromium, live_server, celery_worker, tiny_teacher_dir, 
     # Train a tiny student: the form shows only the chosen method's fields.
     page.click("a:has-text('Train a student on v2')")
     page.wait_for_selector("#launch form")
+    page.wait_for_load_state()  # the form is in the DOM before app.js has hidden the other methods' fields
     assert not page.locator("label:has(input[name=kd_alpha])").is_visible()
     assert not page.locator("label:has(input[name=lora_r])").is_visible()
     page.select_option("select[name=method]", "kd")
