@@ -60,6 +60,12 @@ def insert_rows(
         return _values(cursor, statement, [row + constant_values for row in rows], _max_params(connection))
 
 
+def array_text(values) -> str:
+    """Plain values (numbers, hex digests) as one PostgreSQL array literal, for ``= ANY(%s::type[])``: the
+    driver's adaptation of a list costs about 1.6 µs an item, and an IN list of thousands of placeholders more."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 class _Statement(NamedTuple):
     table: str
     columns: str

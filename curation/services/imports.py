@@ -30,7 +30,7 @@ from django.db import DatabaseError, connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from curation.bulk import insert_rows, to_json
+from curation.bulk import array_text, insert_rows, to_json
 from curation.hashing import messages_hash, text_hash
 from curation.importers import FileError, Invalid, Record, read_records
 from curation.importers.ahead import ReadAhead
@@ -312,13 +312,12 @@ def _write_batch(project: Project, batch: list[Record], counts: Counts) -> set[i
 def _prompt_ids(project: Project, hashes: list[str]) -> dict[str, int]:
     """{content hash: id} of the project's prompts among ``hashes``."""
     if connection.vendor == "postgresql":
-        # One array parameter, written as PostgreSQL's array text (hex digests need no quoting): an IN list of
-        # 5,000 placeholders, or the driver's adaptation of a 5,000-item list, costs more than the query.
+        # One array parameter, as PostgreSQL's array text (hex digests need no quoting).
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT content_hash, id FROM {Prompt._meta.db_table} "  # noqa: S608
                 "WHERE project_id = %s AND content_hash = ANY(%s::varchar[])",
-                [project.pk, "{" + ",".join(hashes) + "}"],
+                [project.pk, array_text(hashes)],
             )
             return dict(cursor.fetchall())
     return dict(Prompt.objects.filter(project=project, content_hash__in=hashes).values_list("content_hash", "id"))

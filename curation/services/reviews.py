@@ -232,7 +232,7 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     if review._state.adding:
         rows.insert(review)
     else:
-        rows.update(review, _REVIEW_SAVED)
+        rows.update(review)
     after = edited or (chosen.text if chosen else "")
     if chosen is not None and before is not None and before != after:
         rows.insert(CompletionRevision(
@@ -246,10 +246,6 @@ def _submit(project: Project, prompt_id: int, annotator, data: ReviewInput, *, a
     held_elsewhere = next((a for a, project_id in assignments if a.annotator_id == annotator.pk
                            and a.prompt_id != prompt.pk and project_id == project.pk), None)
     return review, held_elsewhere
-
-
-_REVIEW_SAVED = ["decision", "ranking", "chosen", "edited_text", "comment", "seconds_spent", "is_adjudication",
-                 "superseded", "version", "updated_at"]
 
 
 def _check_slot(prompt: Prompt, reviews: list[Review], on_item: list[Assignment], *, holds_it: bool) -> None:
